@@ -1,0 +1,130 @@
+"""The Stores API application: `create_app()` builds it; `app` is what uWSGI and `flask --app app` load."""
+import logging
+import os
+import secrets
+import tempfile
+
+import orjson
+from flask import Flask, make_response
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+import cli
+from blacklist import make_blocklist
+from config import config_class
+from db import db
+from errors import StoresApi, register_error_handlers, register_jwt_loaders
+from extensions import jwt, limiter, migrate
+from resources.health import Health, Ready
+from resources.item import Item, ItemList
+from resources.store import Store, StoreList
+from resources.user import TokenRefresh, User, UserLogin, UserLogout, UserRegister
+from security import Passwords
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config=None):
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    settings = config_class((config or {}).get("APP_ENV"))
+    app.config.from_object(settings)
+    app.config.update(config or {})
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    configure_database_url(app)
+    configure_secret_key(app)
+    if hasattr(settings, "check"):
+        settings.check(app.config)
+
+    register_extensions(app)
+    register_resources(app)
+    register_error_handlers(app)
+    cli.register_commands(app)
+    return app
+
+
+def configure_database_url(app):
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        path = os.path.join(app.instance_path, "stores.db")
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path}"
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        # Fail fast (then 503) rather than hang when PostgreSQL is unreachable.
+        options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+        options.setdefault("connect_args", {"connect_timeout": 3})
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+def configure_secret_key(app):
+    """Development only: with no JWT_SECRET_KEY, make a random one once and keep
+    it in the instance folder, so every worker and restart shares it."""
+    if app.config.get("JWT_SECRET_KEY"):
+        return
+    if app.config["ENV_NAME"] == "production":
+        return  # ProductionConfig.check refuses to start
+    path = os.path.join(app.instance_path, "jwt-secret.key")
+    if not os.path.exists(path):
+        # Write aside, then link into place: of racing workers exactly one wins.
+        fd, tmp = tempfile.mkstemp(dir=app.instance_path)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)
+            log.warning("JWT_SECRET_KEY is not set; generated one in %s. Set it in production.", path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    with open(path) as f:
+        app.config["JWT_SECRET_KEY"] = f.read().strip()
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    """SQLite enforces foreign keys only when asked, per connection; WAL lets
+    several uWSGI workers read while one writes."""
+    import sqlite3
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+
+def register_extensions(app):
+    db.init_app(app)
+    migrate.init_app(app, db)
+    jwt.init_app(app)
+    register_jwt_loaders(jwt)
+    # Shared by every process through Redis when there is one; else per process.
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    limiter.init_app(app)
+    app.extensions["passwords"] = Passwords(app.config)
+    app.extensions["blocklist"] = make_blocklist(app.config)
+
+
+def register_resources(app):
+    api = StoresApi(app)
+
+    @api.representation("application/json")
+    def output_json(data, code, headers=None):
+        # orjson: fast, and it never writes NaN (invalid JSON) the way json.dumps can.
+        response = make_response(orjson.dumps(data), code)
+        response.headers.extend(headers or {})
+        response.mimetype = "application/json"
+        return response
+
+    api.add_resource(UserRegister, "/register")
+    api.add_resource(UserLogin, "/login")
+    api.add_resource(UserLogout, "/logout")
+    api.add_resource(TokenRefresh, "/refresh")
+    api.add_resource(User, "/user/<int:user_id>")
+    api.add_resource(Store, "/store/<path:name>")
+    api.add_resource(StoreList, "/stores")
+    api.add_resource(Item, "/item/<path:name>")
+    api.add_resource(ItemList, "/items")
+    api.add_resource(Health, "/health")
+    api.add_resource(Ready, "/health/ready")
+
+
+app = create_app()

@@ -1,0 +1,111 @@
+"""Configuration: settings classes read from the environment.
+
+`create_app` picks a class by `APP_ENV` (development, production, testing), then
+applies the mapping it was given. Production fails fast on a missing or weak
+`JWT_SECRET_KEY`; development generates one and keeps it in the instance folder.
+"""
+import os
+from datetime import timedelta
+
+from dotenv import load_dotenv
+
+# Development convenience: a `.env` file in the working directory fills in the
+# environment (real environment variables win).
+load_dotenv()
+
+
+def database_url(url):
+    """Heroku gives `postgres://`; SQLAlchemy only knows `postgresql://`."""
+    if url and url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://"):]
+    return url
+
+
+def _int(name, default):
+    return int(os.environ.get(name, default))
+
+
+class Config:
+    """Defaults shared by every environment, read from the environment."""
+
+    ENV_NAME = "development"
+
+    # None means "SQLite file in the instance folder", resolved in create_app.
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+
+    JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY") or None
+    JWT_ALGORITHM = "HS256"
+    JWT_DECODE_ALGORITHMS = ["HS256"]
+    JWT_TOKEN_LOCATION = ["headers"]
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=_int("JWT_ACCESS_TOKEN_EXPIRES", 900))
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(seconds=_int("JWT_REFRESH_TOKEN_EXPIRES", 2592000))
+
+    MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 65536)
+
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+    RATELIMIT_HEADERS_ENABLED = True
+
+    # OWASP's minimum for argon2id: 19 MiB, 2 iterations, parallelism 1.
+    ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 2)
+    ARGON2_MEMORY_COST = _int("ARGON2_MEMORY_COST", 19456)  # KiB
+    ARGON2_PARALLELISM = _int("ARGON2_PARALLELISM", 1)
+
+    # Seconds a client is told to wait when the database or Redis is down.
+    RETRY_AFTER_SECONDS = 5
+
+    # A JSON body that is a list or has unknown top-level keys is still parsed
+    # field by field; reqparse collects every field's error, not just the first.
+    BUNDLE_ERRORS = True
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+
+    # The weakest hashing production may use is OWASP's minimum.
+    MIN_ARGON2 = (2, 19456, 1)
+
+    @classmethod
+    def check(cls, settings):
+        """Refuse to start with a missing or short secret, or weakened hashing."""
+        secret = settings.get("JWT_SECRET_KEY")
+        if not secret:
+            raise RuntimeError("JWT_SECRET_KEY must be set when APP_ENV=production.")
+        if len(secret.encode()) < 32:
+            raise RuntimeError("JWT_SECRET_KEY must be at least 32 bytes long.")
+        cost = (settings["ARGON2_TIME_COST"], settings["ARGON2_MEMORY_COST"],
+                settings["ARGON2_PARALLELISM"])
+        if any(have < need for have, need in zip(cost, cls.MIN_ARGON2)):
+            raise RuntimeError("Argon2 cost is below OWASP's minimum (t=2, m=19456 KiB, p=1).")
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+    # Hashing at full cost would make the suite slow; tests check behaviour, not cost.
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_COST = 64
+    ARGON2_PARALLELISM = 1
+    LOGIN_RATE_LIMIT = "1000 per minute"
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "production": ProductionConfig,
+    "testing": TestingConfig,
+}
+
+
+def config_class(name=None):
+    name = name or os.environ.get("APP_ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(f"APP_ENV must be one of {', '.join(CONFIGS)}; got {name!r}.") from None

@@ -1,0 +1,53 @@
+"""An item for sale in one store, and the queries that list items."""
+from sqlalchemy import func, select
+
+from db import db
+
+
+class ItemModel(db.Model):
+    __tablename__ = "items"
+    __table_args__ = (
+        db.UniqueConstraint("name", name="uq_items_name"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80), nullable=False)
+    # Exact in the database; handed to Python as a float because every stored
+    # value has at most 2 decimals, which a float prints back exactly.
+    price = db.Column(db.Numeric(10, 2, asdecimal=False), nullable=False)
+    store_id = db.Column(
+        db.Integer, db.ForeignKey("stores.id", name="fk_items_store_id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    store = db.relationship("StoreModel", back_populates="items")
+
+    def json(self):
+        return {"id": self.id, "name": self.name, "price": self.price, "store_id": self.store_id}
+
+    @classmethod
+    def find_by_name(cls, name):
+        return cls.query.filter_by(name=name).one_or_none()
+
+    @classmethod
+    def rows(cls, *where, limit=None, offset=None):
+        """Items as JSON-ready dicts, ordered by id, straight from one SELECT."""
+        query = select(cls.id, cls.name, cls.price, cls.store_id).where(*where).order_by(cls.id)
+        query = query.limit(limit).offset(offset)
+        return [
+            {"id": id_, "name": name, "price": price, "store_id": store_id}
+            for id_, name, price, store_id in db.session.execute(query)
+        ]
+
+    @classmethod
+    def count(cls):
+        return db.session.execute(select(func.count()).select_from(cls)).scalar_one()
+
+    @classmethod
+    def page(cls, page, per_page):
+        """One page of items as dicts, and the total: two statements."""
+        return cls.rows(limit=per_page, offset=(page - 1) * per_page), cls.count()
+
+    @classmethod
+    def page_of_names(cls, page, per_page):
+        query = select(cls.name).order_by(cls.id).limit(per_page).offset((page - 1) * per_page)
+        return list(db.session.execute(query).scalars()), cls.count()

@@ -1,0 +1,159 @@
+"""Request parsing shared by the resources: where bodies come from, field
+types that reject what the contract rejects, and paging.
+
+reqparse reads `request.json`, which answers 415 to a form body (PITFALLS.md);
+`BodyArgument` reads one body dict instead: JSON or form-urlencoded, chosen by
+Content-Type, checked once per request.
+"""
+import math
+import re
+from decimal import Decimal, InvalidOperation
+
+from flask import g, request
+from flask_restful import reqparse
+
+from errors import ApiError
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+USERNAME = re.compile(r"[A-Za-z0-9._-]{3,80}")
+MAX_PRICE = Decimal("10000000")
+CENT = Decimal("0.01")
+
+
+def is_form_request():
+    return request.mimetype in FORM_TYPES
+
+
+def request_body():
+    """The request's fields as a mapping, or an ApiError (400 or 415)."""
+    if "body" in g:
+        return g.body
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if data is None:
+            raise ApiError(400, "bad_request", "The body is not valid JSON.")
+        if not isinstance(data, dict):
+            raise ApiError(400, "bad_request", "The JSON body must be an object.")
+    elif is_form_request():
+        data = request.form
+    elif not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
+        data = {}
+    else:
+        raise ApiError(415, "unsupported_media_type",
+                       "Send the body as application/json or application/x-www-form-urlencoded.")
+    g.body = data
+    return data
+
+
+class BodyArgument(reqparse.Argument):
+    """An argument read from the request body, JSON or form."""
+
+    def __init__(self, name, **kwargs):
+        kwargs.setdefault("location", "the request body")  # only named in messages
+        kwargs.setdefault("help", "{error_msg}")
+        super().__init__(name, **kwargs)
+
+    def source(self, req):
+        return request_body()
+
+
+def body_parser():
+    return reqparse.RequestParser(argument_class=BodyArgument, bundle_errors=True)
+
+
+# --- Field types: each raises ValueError with the message the client sees. ----
+
+def text(min_length, max_length):
+    def parse(value):
+        if not isinstance(value, str):
+            raise ValueError("Must be a string.")
+        if not min_length <= len(value) <= max_length:
+            raise ValueError(f"Must be {min_length} to {max_length} characters long.")
+        return value
+    return parse
+
+
+def username(value):
+    value = text(3, 80)(value)
+    if not USERNAME.fullmatch(value):
+        raise ValueError("Must be 3 to 80 letters, digits, '.', '_' or '-'.")
+    return value
+
+
+password = text(8, 128)
+
+
+def price(value):
+    """A finite number >= 0 with at most 2 decimals, below 10,000,000."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("Must be a number.")
+    if isinstance(value, str) and not is_form_request():
+        raise ValueError("Must be a JSON number, not a string.")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("Must be a number.") from None
+    if not amount.is_finite():
+        raise ValueError("Must be a finite number.")
+    if amount < 0:
+        raise ValueError("Must not be negative.")
+    if amount >= MAX_PRICE:
+        raise ValueError("Must be below 10000000.")
+    cents = amount.quantize(CENT)  # safe: amount is below MAX_PRICE here
+    if amount != cents:
+        raise ValueError("Must have at most 2 decimal places.")
+    return cents
+
+
+def positive_int(value):
+    if isinstance(value, bool):
+        raise ValueError("Must be an integer.")
+    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        value = int(value)
+    if isinstance(value, str) and is_form_request() and value.isascii() and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or value < 1:
+        raise ValueError("Must be a positive integer.")
+    return value
+
+
+def path_name(name):
+    """A store or item name from the URL: 1-80 characters after trimming."""
+    name = name.strip()
+    if not 1 <= len(name) <= 80:
+        raise ApiError(400, "validation_error", "The request has invalid fields.",
+                       errors={"name": "Must be 1 to 80 characters long after trimming."})
+    return name
+
+
+# --- Paging ------------------------------------------------------------------
+
+def _query_int(low, high):
+    def parse(value):
+        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+            raise ValueError(f"Must be an integer from {low} to {high}.")
+        return int(value)
+    return parse
+
+
+paging_parser = reqparse.RequestParser(bundle_errors=True)
+paging_parser.add_argument("page", type=_query_int(1, 10**9), default=1, location="args",
+                           help="{error_msg}")
+paging_parser.add_argument("per_page", type=_query_int(1, 1000), default=100, location="args",
+                           help="{error_msg}")
+
+
+def paging():
+    args = paging_parser.parse_args()
+    return args["page"], args["per_page"]
+
+
+def paged(key, rows, page, per_page, total, **extra):
+    """The list body and its Link header (rel="next"/"prev" where they exist)."""
+    links = []
+    if page * per_page < total:
+        links.append(f'<{request.path}?page={page + 1}&per_page={per_page}>; rel="next"')
+    if page > 1:
+        links.append(f'<{request.path}?page={page - 1}&per_page={per_page}>; rel="prev"')
+    body = {key: rows, **extra, "page": page, "per_page": per_page, "total": total}
+    return body, 200, ({"Link": ", ".join(links)} if links else {})
