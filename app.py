@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 import cli
 from blacklist import make_blocklist
-from config import config_class
+from config import config_class, database_url
 from db import db
 from errors import StoresApi, register_error_handlers, register_jwt_loaders
 from extensions import jwt, limiter, migrate
@@ -44,7 +44,8 @@ def create_app(config=None):
 
 
 def configure_database_url(app):
-    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app.config.get("SQLALCHEMY_DATABASE_URI"))
+    if not app.config["SQLALCHEMY_DATABASE_URI"]:
         path = os.path.join(app.instance_path, "stores.db")
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path}"
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):

@@ -1,6 +1,7 @@
 """Command-line tasks: `flask --app app make-admin USERNAME`."""
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 
 from db import db
 from models.user import UserModel
@@ -8,6 +9,7 @@ from models.user import UserModel
 
 @click.command("make-admin")
 @click.argument("username")
+@with_appcontext
 def make_admin(username):
     """Give USERNAME admin rights (effective at the user's next login)."""
     user = UserModel.find_by_username(username)

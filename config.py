@@ -15,9 +15,11 @@ load_dotenv()
 
 
 def database_url(url):
-    """Heroku gives `postgres://`; SQLAlchemy only knows `postgresql://`."""
-    if url and url.startswith("postgres://"):
-        return "postgresql://" + url[len("postgres://"):]
+    """Heroku gives `postgres://`, which SQLAlchemy does not know; and a bare
+    `postgresql://` means psycopg 3 since SQLAlchemy 2.1. Both mean psycopg2 here."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url and url.startswith(scheme):
+            return "postgresql+psycopg2://" + url[len(scheme):]
     return url
 
 

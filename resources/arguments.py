@@ -51,6 +51,7 @@ class BodyArgument(reqparse.Argument):
     def __init__(self, name, **kwargs):
         kwargs.setdefault("location", "the request body")  # only named in messages
         kwargs.setdefault("help", "{error_msg}")
+        kwargs.setdefault("nullable", False)
         super().__init__(name, **kwargs)
 
     def source(self, req):

@@ -1,0 +1,113 @@
+"""The API's own documentation: GET /openapi.json and GET /docs.
+
+- ``/openapi.json`` is ``openapi.yaml`` (the repository root's hand-written
+  OpenAPI 3.1 document) converted to JSON. The YAML is read and converted once,
+  when this module is imported, so serving it costs nothing per request and a
+  broken document stops the app from starting instead of failing later.
+- ``/docs`` is Swagger UI. Its scripts and styles come from the
+  ``flask-swagger-ui`` package (a pinned dependency that ships Swagger UI's
+  ``dist`` folder) and are served by this blueprint under ``/docs/``, so the
+  page works offline: no CDN, no call to Swagger's online validator.
+  The page has no inline script (its settings are in a small script served
+  at ``/docs/swagger-initializer.js``), so a strict Content-Security-Policy
+  of ``script-src 'self'`` does not break it.
+
+Register it in the application factory with
+``app.register_blueprint(docs.blueprint)``.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+
+import yaml
+from flask import Blueprint, Response, send_from_directory, url_for
+
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
+
+# Swagger UI's built files, as shipped inside the flask-swagger-ui wheel.
+SWAGGER_UI_DIST = Path(str(files("flask_swagger_ui") / "dist"))
+
+
+def load_openapi_document(path: Path = OPENAPI_PATH) -> dict:
+    """Read the OpenAPI document from its YAML file."""
+    with path.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+# Serialised once: the document does not change while the process runs.
+OPENAPI_JSON = json.dumps(load_openapi_document(), ensure_ascii=False).encode("utf-8")
+
+blueprint = Blueprint("docs", __name__)
+
+
+@blueprint.get("/openapi.json")
+def openapi_json() -> Response:
+    return Response(OPENAPI_JSON, mimetype="application/json")
+
+
+# The page only links to files; everything it runs is served from /docs/.
+DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Stores API documentation</title>
+  <link rel="stylesheet" href="{swagger_ui_css}">
+  <link rel="stylesheet" href="{index_css}">
+  <link rel="icon" type="image/png" href="{favicon}" sizes="32x32">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{bundle_js}"></script>
+  <script src="{initializer_js}"></script>
+</body>
+</html>
+"""
+
+
+@blueprint.get("/docs")
+def docs_page() -> Response:
+    def asset(filename: str) -> str:
+        return url_for("docs.docs_asset", filename=filename)
+
+    html = DOCS_PAGE.format(
+        swagger_ui_css=asset("swagger-ui.css"),
+        index_css=asset("index.css"),
+        favicon=asset("favicon-32x32.png"),
+        bundle_js=asset("swagger-ui-bundle.js"),
+        initializer_js=url_for("docs.swagger_initializer"),
+    )
+    return Response(html, mimetype="text/html")
+
+
+@blueprint.get("/docs/swagger-initializer.js")
+def swagger_initializer() -> Response:
+    settings = {
+        # url_for keeps the link right when the app is mounted under a prefix.
+        "url": url_for("docs.openapi_json"),
+        "dom_id": "#swagger-ui",
+        "deepLinking": True,
+        # Keep the token pasted into "Authorize" across page reloads.
+        "persistAuthorization": True,
+        # Swagger UI would otherwise send the document to validator.swagger.io.
+        "validatorUrl": None,
+        "layout": "BaseLayout",
+    }
+    script = (
+        "window.addEventListener('load', function () {\n"
+        f"  var settings = {json.dumps(settings)};\n"
+        "  settings.presets = [SwaggerUIBundle.presets.apis];\n"
+        "  window.ui = SwaggerUIBundle(settings);\n"
+        "});\n"
+    )
+    return Response(script, mimetype="text/javascript")
+
+
+@blueprint.get("/docs/<path:filename>")
+def docs_asset(filename: str) -> Response:
+    # send_from_directory refuses paths that leave the folder and answers 404
+    # (the app's JSON error envelope) for files that do not exist.
+    return send_from_directory(SWAGGER_UI_DIST, filename, max_age=86400)
