@@ -44,7 +44,7 @@ class LiveServer:
             "ARGON2_TIME_COST": "1",
             "ARGON2_MEMORY_COST": "64",
             "LOGIN_RATE_LIMIT": "100000 per minute",
-            "UWSGI_PROCESSES": str(processes),
+            "WEB_CONCURRENCY": str(processes),
             **(extra_env or {}),
         }
         self.env.pop("REDIS_URL", None)
@@ -68,9 +68,9 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"uWSGI exited early:\n{self.log_path.read_text()}")
             try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                if requests.get(self.url + "/health", timeout=5).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.1)
         self.stop()

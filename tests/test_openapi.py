@@ -148,7 +148,7 @@ def test_protected_operations_document_their_token_errors(document):
 
 def test_fresh_and_admin_requirements_are_written_down(document):
     paths = document["paths"]
-    for path, method in [("/item/{name}", "post"), ("/user/{id}", "delete")]:
+    for path, method in [("/item/{name}", "post"), ("/user/{user_id}", "delete")]:
         assert "fresh access token" in paths[path][method]["description"], (method, path)
         assert "fresh_token_required" in str(resolve(document, paths[path][method]["responses"]["401"]))
     for path, method in [("/store/{name}", "delete"), ("/item/{name}", "delete")]:

@@ -1,0 +1,225 @@
+"""Turn the benchmark's measurements into the table, the verdict on each
+target of issue 6, and bench/RESULTS.md (with the machine and versions)."""
+import datetime
+import importlib.metadata
+import math
+import os
+import platform
+import sqlite3
+import subprocess
+from pathlib import Path
+
+# The issue's numbers for the course's implementation on this kind of machine,
+# by (endpoint, size): shown beside ours for orientation, not as targets.
+COURSE_RPS = {
+    ("items", "10"): 548, ("items", "1000"): 8.4,
+    ("stores", "10"): 520, ("stores", "1000"): 10.6,
+    ("item", "10"): 1305, ("item", "1000"): 1406,
+    ("login", "10"): 166, ("login", "1000"): 165,
+}
+
+# Targets (issue 6).
+ITEM_MIN_RATIO = 0.30    # GET /item/<name> vs bare pre-serialised body
+LIST_MIN_RATIO = 0.25    # 1,000-item lists vs bare json.dumps of the same body
+LIST_MAX_P99_MS = 100.0
+MAX_WORKER_RSS_MIB = 70.0
+# OWASP password storage cheat sheet: argon2id with one of these (memory KiB,
+# iterations) pairs, parallelism 1. Each pair is the same strength.
+OWASP_ARGON2ID = [(47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5)]
+
+HEADER = ["server", "endpoint", "data", "body B", "req/s", "p50 ms", "p99 ms", "non-2xx",
+          "socket errors", "CPU ms/req", "recycled", "bare req/s", "× bare"]
+
+
+def _num(value, digits=1):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def _socket_errors(result):
+    parts = [f"{kind} {count:,}" for kind, count in result.socket_errors.items() if count]
+    return ", ".join(parts) or "0"
+
+
+def table(measurements, comparators):
+    """A Markdown table: one row per wrk run. `comparators` maps a measurement
+    to its bare counterpart (or None)."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for m in measurements:
+        bare = comparators.get(id(m))
+        bare_rps = f"{_num(bare.result.requests_per_second)} ({m.compare_with})" if bare else ""
+        ratio = f"{m.result.requests_per_second / bare.result.requests_per_second:.2f}" if bare else ""
+        cells = [m.server, m.endpoint, m.size, _num(m.body_bytes), _num(m.result.requests_per_second),
+                 _num(m.result.p50_ms, 2), _num(m.result.p99_ms, 2), _num(m.result.non_2xx),
+                 _socket_errors(m.result), _num(m.cpu_ms_per_request, 2), _num(m.respawns),
+                 bare_rps, ratio]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def course_table(measurements):
+    lines = ["| endpoint | data | course req/s (issue) | this project req/s |", "|---|---|---|---|"]
+    for m in measurements:
+        course = COURSE_RPS.get((m.endpoint_key, m.size_key))
+        if m.server == "app" and course is not None:
+            lines.append(f"| {m.endpoint} | {m.size} | {_num(float(course))} | "
+                         f"{_num(m.result.requests_per_second)} |")
+    return "\n".join(lines)
+
+
+def _verdict(ok):
+    return "**met**" if ok else "**MISSED**"
+
+
+def targets(measurements, comparators, rss_by_server, argon2_info):
+    """One line per target: what was measured and whether it is met."""
+    lines = []
+    for m in measurements:
+        bare = comparators.get(id(m))
+        if m.server != "app" or bare is None:
+            continue
+        ratio = m.result.requests_per_second / bare.result.requests_per_second
+        if m.endpoint_key == "item":
+            lines.append(f"- {m.endpoint}, {m.size}: {ratio:.2f}x the bare pre-serialised body "
+                         f"(target >= {ITEM_MIN_RATIO:.2f}x): {_verdict(ratio >= ITEM_MIN_RATIO)}")
+        elif m.endpoint_key in ("items", "stores") and m.size_key == "1000":
+            ok = ratio >= LIST_MIN_RATIO and m.result.p99_ms < LIST_MAX_P99_MS
+            lines.append(f"- {m.endpoint}, {m.size}: {ratio:.2f}x the bare json.dumps body "
+                         f"(target >= {LIST_MIN_RATIO:.2f}x), p99 {m.result.p99_ms:.1f} ms "
+                         f"(target < {LIST_MAX_P99_MS:.0f} ms): {_verdict(ok)}")
+    for m in measurements:
+        if m.endpoint_key == "login":
+            lines.append(f"- POST /login, {m.size}: {m.result.requests_per_second:,.1f} req/s, "
+                         f"{m.cpu_ms_per_request:.1f} ms server CPU per login, "
+                         f"p50 {m.result.p50_ms:.0f} ms at {32} connections")
+    if argon2_info:
+        lines.append(f"- Password hashing: {argon2_info['summary']}; one verify takes "
+                     f"{argon2_info['verify_ms']:.1f} ms in one process (median of "
+                     f"{argon2_info['samples']}); OWASP minimum or above: "
+                     f"{_verdict(argon2_info['owasp_ok'])}")
+    for server, workers in rss_by_server.items():
+        if not server.startswith("app"):
+            continue
+        worst = max(workers.values()) / 1024 if workers else float("nan")
+        listed = ", ".join(f"{kib / 1024:.1f}" for kib in workers.values())
+        lines.append(f"- Worker RSS after the benchmark ({server}): {listed} MiB "
+                     f"(target <= {MAX_WORKER_RSS_MIB:.0f} MiB): {_verdict(worst <= MAX_WORKER_RSS_MIB)}")
+    bad = [m for m in measurements if m.result.non_2xx or m.result.socket_error_total]
+    if bad:
+        detail = "; ".join(f"{m.server} {m.endpoint} {m.size}: non-2xx {m.result.non_2xx:,}, "
+                           f"socket errors {_socket_errors(m.result)}" for m in bad)
+        lines.append(f"- Zero non-2xx and zero socket errors in every run: {_verdict(False)} ({detail})")
+    else:
+        lines.append(f"- Zero non-2xx and zero socket errors in every run: {_verdict(True)}")
+    return "\n".join(lines)
+
+
+def argon2_summary(hash_text, password, samples=5):
+    """The argon2 parameters in a stored hash, whether they meet OWASP's
+    minimum, and how long one verification takes here."""
+    import time
+
+    import argon2
+    params = argon2.extract_parameters(hash_text)
+    hasher = argon2.PasswordHasher.from_parameters(params)
+    timings = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        hasher.verify(hash_text, password)
+        timings.append((time.perf_counter() - start) * 1000)
+    timings.sort()
+    owasp_ok = (params.type is argon2.Type.ID and params.parallelism >= 1 and
+                any(params.memory_cost >= m and params.time_cost >= t for m, t in OWASP_ARGON2ID))
+    return {
+        "summary": (f"argon2{params.type.name.lower()} m={params.memory_cost} KiB, "
+                    f"t={params.time_cost}, p={params.parallelism}"),
+        "verify_ms": timings[len(timings) // 2],
+        "samples": samples,
+        "owasp_ok": owasp_ok,
+    }
+
+
+def machine():
+    cpu_model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "CPU": cpu_model,
+        "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
+        "kernel": platform.release(),
+    }
+
+
+def versions(project_dir, wrk_version):
+    def dist(name):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+    uwsgi = subprocess.run([str(project_dir / ".venv" / "bin" / "uwsgi"), "--version"],
+                           capture_output=True, text=True).stdout.strip()
+    return {
+        "Python": platform.python_version(),
+        "uWSGI": uwsgi,
+        "Flask": dist("Flask"),
+        "Werkzeug": dist("Werkzeug"),
+        "Flask-RESTful": dist("Flask-RESTful"),
+        "Flask-JWT-Extended": dist("Flask-JWT-Extended"),
+        "SQLAlchemy": dist("SQLAlchemy"),
+        "argon2-cffi": dist("argon2-cffi"),
+        "orjson": dist("orjson"),
+        "SQLite": sqlite3.sqlite_version,
+        "wrk": wrk_version,
+    }
+
+
+def results_markdown(title, settings, measurements, comparators, rss_by_server, argon2_info,
+                     notes, machine_info, version_info):
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rss_lines = []
+    for server, workers in rss_by_server.items():
+        listed = ", ".join(f"worker {n}: {kib / 1024:.1f} MiB" for n, kib in workers.items())
+        rss_lines.append(f"- {server}: {listed}")
+    parts = [
+        f"# {title}",
+        "",
+        f"Written by `make bench` (bench/run.py) on {now}. How to read it: bench/README.md.",
+        "",
+        "## Machine and versions",
+        "",
+        *(f"- {key}: {value}" for key, value in machine_info.items()),
+        *(f"- {key}: {value}" for key, value in version_info.items()),
+        "",
+        "## Settings",
+        "",
+        *(f"- {line}" for line in settings),
+        "",
+        "## Results",
+        "",
+        table(measurements, comparators),
+        "",
+        "## Targets (issue 6)",
+        "",
+        targets(measurements, comparators, rss_by_server, argon2_info),
+        "",
+        "## Memory: RSS per worker after the benchmark",
+        "",
+        *rss_lines,
+        "",
+    ]
+    course = course_table(measurements)
+    if course.count("\n") > 1:
+        parts += ["## Against the course's implementation (numbers from the issue)", "", course, ""]
+    if notes:
+        parts += ["## Notes", "", *(f"- {note}" for note in notes), ""]
+    return "\n".join(parts)

@@ -1,0 +1,355 @@
+"""The benchmark's one entry point: `make bench`, or `.venv/bin/python bench/run.py`.
+
+What one run does (bench/README.md explains how to read the output):
+1. For each data size -- 1 store x 10 items, then 20 stores x 50 items -- build
+   a fresh SQLite database (`flask db upgrade`), start the real app under
+   uwsgi.ini with 2 processes x 1 thread, seed the data over HTTP, and drive
+   each endpoint with wrk: GET /item/<name>, GET /items?per_page=1000 and
+   GET /stores (all with a token where the contract asks for one), and
+   POST /login. GET /health once, as the floor of per-request cost.
+2. Paging: 100,000 items seeded straight into SQLite; GET /items?page=1 vs
+   the last page.
+3. The bare Flask app (bench/bare_app.py) under the same uWSGI flags, serving
+   the exact bodies the real app returned, pre-serialised and json.dumps'ed.
+4. Print the table and write bench/RESULTS.md; raw wrk reports and uWSGI logs
+   go to bench/out/.
+
+With --bare-only only step 3 runs, on synthetic bodies of the contract's
+shape (to check the harness without the app).
+
+Settings (environment): BENCH_DURATION (seconds per measured run, default 10),
+BENCH_WARMUP (seconds of unmeasured load before each run, default 2),
+BENCH_PORT (first of the ports used, default 20000; uses the next 5),
+BENCH_WORKDIR (databases, default /tmp/stores-bench), BENCH_PAGING=0 (skip
+the 100,000-item run), BENCH_UWSGI_ARGS (extra uWSGI flags for every server,
+e.g. to try a uwsgi.ini change before making it).
+"""
+import argparse
+import json
+import math
+import os
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+import report
+import seed
+from uwsgi_server import CLOCK_TICKS, UwsgiServer
+from wrk_runner import CONNECTIONS, THREADS, WrkResult, run_wrk, wrk_version
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = BENCH_DIR.parent
+OUT_DIR = BENCH_DIR / "out"
+LOGIN_SCRIPT = BENCH_DIR / "login.lua"
+PAGING_TOTAL = 100_000
+
+
+@dataclass
+class Size:
+    label: str  # as shown in the table
+    key: str    # as used in file names and body keys
+    stores: int
+    items_per_store: int
+
+    @property
+    def items(self):
+        return self.stores * self.items_per_store
+
+
+SIZES = [Size("10 items", "10", 1, 10), Size("1,000 items", "1000", 20, 50)]
+
+
+@dataclass
+class Measurement:
+    server: str          # "app" or "bare"
+    endpoint: str        # as shown, e.g. "GET /items?per_page=1000 (auth)"
+    endpoint_key: str    # item, items, stores, login, health, page-first, page-last, bytes, dumps
+    size: str            # as shown, e.g. "1,000 items"
+    size_key: str
+    body_key: str | None       # the bare body this run is compared with (or serves)
+    compare_with: str | None   # which bare variant: "bytes", "dumps" or "health"
+    body: bytes
+    result: WrkResult
+    cpu_ms_per_request: float
+    respawns: int
+
+    @property
+    def body_bytes(self):
+        return len(self.body)
+
+
+@dataclass
+class Settings:
+    duration: int = int(os.environ.get("BENCH_DURATION", "10"))
+    warmup: int = int(os.environ.get("BENCH_WARMUP", "2"))
+    port: int = int(os.environ.get("BENCH_PORT", "20000"))
+    workdir: Path = Path(os.environ.get("BENCH_WORKDIR", "/tmp/stores-bench"))
+    paging: bool = os.environ.get("BENCH_PAGING", "1") != "0"
+    uwsgi_args: list = field(default_factory=lambda: shlex.split(os.environ.get("BENCH_UWSGI_ARGS", "")))
+
+    def describe(self):
+        return [
+            f"uWSGI: `uwsgi --ini uwsgi.ini --processes 2 --threads 1 --disable-logging"
+            f"{' ' + shlex.join(self.uwsgi_args) if self.uwsgi_args else ''}`",
+            f"wrk: {THREADS} threads, {CONNECTIONS} connections, {self.duration} s per run "
+            f"after {self.warmup} s of warm-up, `--latency`, on 127.0.0.1",
+            "real app: APP_ENV=production, SQLite, no REDIS_URL (blocklist in the database), "
+            "LOGIN_RATE_LIMIT=1000000 per minute, argon2 at the production default",
+        ]
+
+
+class Bench:
+    def __init__(self, settings):
+        self.settings = settings
+        self.measurements = []
+        self.rss_by_server = {}
+        self.notes = []
+        self.argon2_info = None
+        # Production refuses a JWT secret under 32 bytes; this one is 64 characters.
+        self.jwt_secret = secrets.token_urlsafe(48)
+
+    # --- one measured wrk run ---------------------------------------------
+
+    def measure(self, server, endpoint, endpoint_key, size_label, size_key, path, *,
+                token=None, body_key=None, compare_with=None, login=False):
+        url = server.base_url + path
+        headers = [f"Authorization: Bearer {token}"] if token else []
+        script, script_args = (LOGIN_SCRIPT, [seed.USERNAME, seed.PASSWORD]) if login else (None, [])
+
+        # One request by hand first: a run of errors would measure nothing, and
+        # the body is what the bare app will serve.
+        request_headers = dict(h.split(": ", 1) for h in headers) | {"Connection": "close"}
+        if login:
+            response = requests.post(url, json={"username": seed.USERNAME, "password": seed.PASSWORD},
+                                     headers=request_headers, timeout=30)
+        else:
+            response = requests.get(url, headers=request_headers, timeout=30)
+        if not 200 <= response.status_code < 300:
+            raise RuntimeError(f"{server.name}: {path} answered {response.status_code}: {response.text[:300]}")
+
+        if self.settings.warmup:
+            run_wrk(url, self.settings.warmup, headers, script, script_args)
+        respawns_before = server.respawn_count()
+        cpu_before = server.cpu_ticks()
+        result = run_wrk(url, self.settings.duration, headers, script, script_args)
+        cpu_after = server.cpu_ticks()
+
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{server.name} {endpoint} {size_key}").strip("-")
+        (OUT_DIR / f"wrk-{slug}.txt").write_text(f"{url}\n{result.text}")
+        cpu_ms = (cpu_after - cpu_before) * 1000 / CLOCK_TICKS / max(result.requests, 1)
+        measurement = Measurement(
+            server="bare" if server.name == "bare" else "app", endpoint=endpoint,
+            endpoint_key=endpoint_key, size=size_label, size_key=size_key, body_key=body_key,
+            compare_with=compare_with, body=response.content, result=result,
+            cpu_ms_per_request=cpu_ms, respawns=server.respawn_count() - respawns_before)
+        self.measurements.append(measurement)
+        print(f"  {endpoint:<38} {size_label:<14} {result.requests_per_second:>10,.1f} req/s  "
+              f"p99 {result.p99_ms:>8.2f} ms  non-2xx {result.non_2xx}  "
+              f"socket errors {result.socket_error_total}  CPU {cpu_ms:.2f} ms/req", flush=True)
+        return measurement
+
+    # --- the real app -----------------------------------------------------
+
+    def app_env(self, db_path):
+        # Start from this environment without anything that would change what
+        # is measured: Redis, uWSGI overrides, weakened hashing.
+        env = {key: value for key, value in os.environ.items()
+               if key != "REDIS_URL" and not key.startswith(("UWSGI_", "ARGON2_"))}
+        env.update(
+            APP_ENV="production",
+            JWT_SECRET_KEY=self.jwt_secret,
+            DATABASE_URL=f"sqlite:///{db_path}",
+            LOGIN_RATE_LIMIT="1000000 per minute",
+            # One token serves a whole size's runs; the default 15 min could run out.
+            JWT_ACCESS_TOKEN_EXPIRES="3600",
+        )
+        return env
+
+    def start_app(self, name, port):
+        """A fresh database with the schema, and the real app serving it."""
+        self.settings.workdir.mkdir(parents=True, exist_ok=True)
+        db_path = self.settings.workdir / f"bench-{name}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+        env = self.app_env(db_path)
+        subprocess.run([str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
+                       cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
+        server = UwsgiServer(f"app-{name}", PROJECT_DIR, port, env, OUT_DIR / f"uwsgi-app-{name}.log",
+                             extra_args=self.settings.uwsgi_args)
+        return server.start(), db_path
+
+    def run_app_size(self, size, port, with_health):
+        print(f"real app, {size.stores} store(s) x {size.items_per_store} items", flush=True)
+        server, db_path = self.start_app(size.key, port)
+        try:
+            client = seed.ApiClient(server.base_url)
+            token = client.register_and_login()
+            started = time.monotonic()
+            names = seed.seed_over_http(client, size.stores, size.items_per_store)
+            self.notes.append(f"Seeding {size.stores} store(s) and {len(names):,} items over HTTP "
+                              f"took {time.monotonic() - started:.1f} s.")
+            if self.argon2_info is None:
+                self.argon2_info = report.argon2_summary(seed.password_hash(db_path), seed.PASSWORD)
+
+            if with_health:
+                self.measure(server, "GET /health", "health", "-", "-", "/health", compare_with="health",
+                             body_key="health")
+            one = names[len(names) // 2 - 1]  # item-000005, item-000500
+            self.measure(server, "GET /item/<name> (auth)", "item", size.label, size.key, f"/item/{one}",
+                         token=token, body_key=f"item-{size.key}", compare_with="bytes")
+            items = self.measure(server, "GET /items?per_page=1000 (auth)", "items", size.label, size.key,
+                                 "/items?per_page=1000", token=token, body_key=f"items-{size.key}",
+                                 compare_with="dumps")
+            stores = self.measure(server, "GET /stores", "stores", size.label, size.key, "/stores",
+                                  body_key=f"stores-{size.key}", compare_with="dumps")
+            # The runs must have listed everything that was seeded.
+            check_count(items.body, "items", size.items)
+            check_count(stores.body, "stores", size.stores)
+            self.measure(server, "POST /login", "login", size.label, size.key, "/login", login=True)
+            self.rss_by_server[server.name] = server.worker_rss_kib()
+        finally:
+            server.stop()
+
+    def run_paging(self, port):
+        print(f"real app, paging through {PAGING_TOTAL:,} items", flush=True)
+        server, db_path = self.start_app("paging", port)
+        try:
+            client = seed.ApiClient(server.base_url)
+            token = client.register_and_login()
+            store_id = client.create_store(seed.store_name(1))
+            client.create_item(seed.item_name(1), seed.item_price(1), store_id)
+            started = time.monotonic()
+            total = seed.bulk_insert_items(db_path, seed.item_name(1), PAGING_TOTAL)
+            self.notes.append(f"Paging: {total:,} items inserted straight into SQLite in "
+                              f"{time.monotonic() - started:.1f} s (one item made over HTTP as the template).")
+            label = f"{PAGING_TOTAL:,} items"
+            first = self.measure(server, "GET /items?page=1 (auth)", "page-first", label, "100000",
+                                 "/items?page=1", token=token)
+            listed = json.loads(first.body)
+            last_page = math.ceil(listed["total"] / listed["per_page"])
+            last = self.measure(server, f"GET /items?page={last_page} (auth)", "page-last", label, "100000",
+                                f"/items?page={last_page}", token=token)
+            self.notes.append(
+                f"Paging at {listed['total']:,} items, {listed['per_page']} per page: the last page serves "
+                f"{last.result.requests_per_second / first.result.requests_per_second:.2f}x the "
+                f"requests/s of page 1 (p99 {first.result.p99_ms:.1f} ms vs {last.result.p99_ms:.1f} ms).")
+            self.rss_by_server[server.name] = server.worker_rss_kib()
+        finally:
+            server.stop()
+
+    # --- the bare app -----------------------------------------------------
+
+    def run_bare(self, bodies, port):
+        print("bare Flask app (bench/bare_app.py), same uWSGI flags", flush=True)
+        bodies_dir = self.settings.workdir / "bodies"
+        shutil.rmtree(bodies_dir, ignore_errors=True)
+        bodies_dir.mkdir(parents=True)
+        for key, body in bodies.items():
+            (bodies_dir / f"{key}.json").write_bytes(body)
+        env = {key: value for key, value in os.environ.items() if not key.startswith("UWSGI_")}
+        env["BENCH_BODIES_DIR"] = str(bodies_dir)
+        # Same ini and flags; only the module differs (a later --module wins).
+        server = UwsgiServer("bare", PROJECT_DIR, port, env, OUT_DIR / "uwsgi-bare.log",
+                             extra_args=["--pythonpath", str(BENCH_DIR), "--module", "bare_app:app",
+                                         *self.settings.uwsgi_args])
+        server.start()
+        try:
+            self.measure(server, "GET /health", "health", "-", "-", "/health", body_key="health")
+            for key, body in bodies.items():
+                size_key = key.split("-", 1)[1]
+                size_label = next((s.label for s in SIZES if s.key == size_key), size_key)
+                for variant in ("bytes", "dumps"):
+                    self.measure(server, f"GET /{variant}/{key}", variant, size_label, size_key,
+                                 f"/{variant}/{key}", body_key=key)
+            self.rss_by_server[server.name] = server.worker_rss_kib()
+        finally:
+            server.stop()
+
+    def comparators(self):
+        """Each app measurement -> the bare run it is compared with."""
+        bare = {(m.endpoint_key, m.body_key): m for m in self.measurements if m.server == "bare"}
+        return {id(m): bare[(m.compare_with, m.body_key)] for m in self.measurements
+                if m.server == "app" and (m.compare_with, m.body_key) in bare}
+
+
+def check_count(body, key, expected):
+    listed = json.loads(body)
+    if len(listed[key]) != expected or listed["total"] != expected:
+        raise RuntimeError(f"expected {expected} {key}, got {len(listed[key])} (total {listed['total']})")
+
+
+def synthetic_bodies():
+    """Bodies of the contract's shapes, for --bare-only: compact JSON, as the app writes."""
+    def item(number, store_id):
+        return {"id": number, "name": seed.item_name(number), "price": seed.item_price(number),
+                "store_id": store_id}
+
+    def dump(obj):
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    bodies = {}
+    for size in SIZES:
+        items = [item(n, (n - 1) // size.items_per_store + 1) for n in range(1, size.items + 1)]
+        stores = [{"id": s, "name": seed.store_name(s), "items": [i for i in items if i["store_id"] == s]}
+                  for s in range(1, size.stores + 1)]
+        bodies[f"item-{size.key}"] = dump(items[len(items) // 2 - 1])
+        bodies[f"items-{size.key}"] = dump({"items": items, "page": 1, "per_page": 1000, "total": len(items)})
+        bodies[f"stores-{size.key}"] = dump({"stores": stores, "page": 1, "per_page": 100, "total": len(stores)})
+    return bodies
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bare-only", action="store_true",
+                        help="benchmark only the bare app, on synthetic bodies (no real app needed)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="where to write the Markdown results (default: bench/RESULTS.md, "
+                             "or bench/out/RESULTS-bare-only.md with --bare-only)")
+    args = parser.parse_args()
+
+    settings = Settings()
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    bench = Bench(settings)
+    port = settings.port
+    version_of_wrk = wrk_version()  # fails early, with a hint, when wrk is missing
+
+    if args.bare_only:
+        bodies = synthetic_bodies()
+        bench.notes.append("Bare app only, on synthetic bodies of the contract's shape (--bare-only).")
+    else:
+        for index, size in enumerate(SIZES):
+            bench.run_app_size(size, port + 1 + index, with_health=index == 0)
+        if settings.paging:
+            bench.run_paging(port + 3)
+        bodies = {m.body_key: m.body for m in bench.measurements
+                  if m.server == "app" and m.compare_with in ("bytes", "dumps")}
+    bench.run_bare(bodies, port + 4)
+
+    comparators = bench.comparators()
+    title = "Benchmark results: the Stores API vs a bare Flask app"
+    if args.bare_only:
+        title += " (bare app only)"
+    text = report.results_markdown(
+        title, settings.describe(), bench.measurements, comparators, bench.rss_by_server,
+        bench.argon2_info, bench.notes, report.machine(), report.versions(PROJECT_DIR, version_of_wrk))
+    print()
+    print(report.table(bench.measurements, comparators))
+    print()
+    if not args.bare_only:
+        print(report.targets(bench.measurements, comparators, bench.rss_by_server, bench.argon2_info))
+    destination = args.results or (OUT_DIR / "RESULTS-bare-only.md" if args.bare_only
+                                   else BENCH_DIR / "RESULTS.md")
+    destination.write_text(text)
+    print(f"\nwritten to {destination}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Property-based fuzzing of the live server against openapi.yaml."""
