@@ -6,6 +6,8 @@ import tempfile
 
 import orjson
 from flask import Flask, make_response
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -14,11 +16,19 @@ from blacklist import make_blocklist
 from config import config_class, database_url
 from db import db
 from errors import StoresApi, register_error_handlers, register_jwt_loaders
-from extensions import jwt, limiter, migrate
+from extensions import jwt, migrate
 from resources.health import Health, Ready
 from resources.item import Item, ItemList
 from resources.store import Store, StoreList
-from resources.user import TokenRefresh, User, UserLogin, UserLogout, UserRegister
+from resources.user import (
+    TokenRefresh,
+    User,
+    UserLogin,
+    UserLogout,
+    UserRegister,
+    login_attempt_keys,
+    login_rate_limit,
+)
 from security import Passwords
 
 log = logging.getLogger(__name__)
@@ -97,9 +107,6 @@ def register_extensions(app):
     migrate.init_app(app, db)
     jwt.init_app(app)
     register_jwt_loaders(jwt)
-    # Shared by every process through Redis when there is one; else per process.
-    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
-    limiter.init_app(app)
     app.extensions["passwords"] = Passwords(app.config)
     app.extensions["blocklist"] = make_blocklist(app.config)
 
@@ -126,6 +133,18 @@ def register_resources(app):
     api.add_resource(ItemList, "/items")
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/health/ready")
+    limit_logins(app)
+
+
+def limit_logins(app):
+    """Count /login attempts per client address and per username, in Redis when
+    there is one (shared by every process and instance), else in memory."""
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    limiter = Limiter(key_func=get_remote_address, app=app)
+    view = app.view_functions["userlogin"]
+    for scope, key in login_attempt_keys().items():
+        view = limiter.limit(login_rate_limit, key_func=key, scope=scope)(view)
+    app.view_functions["userlogin"] = view
 
 
 app = create_app()

@@ -1,13 +1,12 @@
 """Users and their tokens: register, login, refresh, logout, and one user by id."""
 from flask import current_app
-from flask_jwt_extended import get_jwt, jwt_required
 from flask_limiter.util import get_remote_address
+from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
 from sqlalchemy.exc import IntegrityError
 
 from db import db
 from errors import ApiError
-from extensions import limiter
 from models.user import UserModel
 from resources import arguments
 from security import (
@@ -36,6 +35,11 @@ def login_rate_limit():
     return current_app.config["LOGIN_RATE_LIMIT"]
 
 
+def login_attempt_keys():
+    """What /login attempts are counted by: the client address and the username tried."""
+    return {"login-address": get_remote_address, "login-username": username_key}
+
+
 def username_key():
     """Rate-limit key: the username tried, whatever the client address."""
     try:
@@ -62,10 +66,7 @@ class UserRegister(Resource):
 
 
 class UserLogin(Resource):
-    decorators = [
-        limiter.limit(login_rate_limit, key_func=get_remote_address, scope="login-address"),
-        limiter.limit(login_rate_limit, key_func=username_key, scope="login-username"),
-    ]
+    """Rate-limited per address and per username (see `login_attempt_keys`)."""
 
     def post(self):
         data = login_parser.parse_args()

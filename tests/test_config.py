@@ -1,0 +1,43 @@
+"""Configuration: database URLs, secrets, and production's refusals."""
+import pytest
+
+from app import create_app
+from config import database_url
+
+
+def test_heroku_postgres_scheme_is_accepted():
+    assert database_url("postgres://u:p@h:5432/d") == "postgresql+psycopg2://u:p@h:5432/d"
+    assert database_url("postgresql://u@h/d") == "postgresql+psycopg2://u@h/d"
+    assert database_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_default_database_is_sqlite_in_instance_folder(monkeypatch, tmp_path):
+    app = create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": None, "JWT_SECRET_KEY": "k" * 32})
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{app.instance_path}/stores.db"
+
+
+def test_production_refuses_missing_or_short_secret():
+    with pytest.raises(RuntimeError, match="JWT_SECRET_KEY must be set"):
+        create_app({"APP_ENV": "production", "JWT_SECRET_KEY": None})
+    with pytest.raises(RuntimeError, match="at least 32 bytes"):
+        create_app({"APP_ENV": "production", "JWT_SECRET_KEY": "short"})
+    assert create_app({"APP_ENV": "production", "JWT_SECRET_KEY": "s" * 32})
+
+
+def test_production_refuses_weak_password_hashing():
+    with pytest.raises(RuntimeError, match="OWASP"):
+        create_app({"APP_ENV": "production", "JWT_SECRET_KEY": "s" * 32, "ARGON2_MEMORY_COST": 1024})
+
+
+def test_development_generates_and_keeps_a_secret(monkeypatch, tmp_path):
+    monkeypatch.setattr("flask.Flask.auto_find_instance_path", lambda self: str(tmp_path / "instance"))
+    first = create_app({"APP_ENV": "development", "JWT_SECRET_KEY": None})
+    second = create_app({"APP_ENV": "development", "JWT_SECRET_KEY": None})
+    secret = first.config["JWT_SECRET_KEY"]
+    assert len(secret) >= 32 and second.config["JWT_SECRET_KEY"] == secret
+    assert (tmp_path / "instance" / "jwt-secret.key").read_text().strip() == secret
+
+
+def test_unknown_app_env_fails_fast():
+    with pytest.raises(RuntimeError, match="APP_ENV"):
+        create_app({"APP_ENV": "staging"})

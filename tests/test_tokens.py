@@ -1,0 +1,105 @@
+"""Every token problem is a 401 with the contract's code, and optional JWT on /items."""
+from datetime import timedelta
+
+import jwt as pyjwt
+import pytest
+from flask_jwt_extended import create_access_token
+
+from tests.conftest import bearer
+
+
+def error_of(response):
+    assert response.status_code == 401, response.get_json()
+    assert response.headers["Content-Type"] == "application/json"
+    return response.get_json()["error"]
+
+
+def test_missing_token(client):
+    assert error_of(client.get("/item/chair")) == "authorization_required"
+    assert error_of(client.post("/logout")) == "authorization_required"
+    assert error_of(client.post("/refresh")) == "authorization_required"
+
+
+@pytest.mark.parametrize("header", [
+    "Bearer not-a-token",
+    "Bearer a.b.c",
+    "Bearer ",
+    "Basic dXNlcjpwYXNz",
+])
+def test_malformed_token_or_header(client, header):
+    code = error_of(client.get("/item/chair", headers={"Authorization": header}))
+    assert code in {"invalid_token", "authorization_required"}
+
+
+def test_token_signed_with_another_key(client, users):
+    user = users.create()
+    claims = pyjwt.decode(user["access_token"], options={"verify_signature": False})
+    forged = pyjwt.encode(claims, "another-secret-key-that-is-32-bytes-long", algorithm="HS256")
+    assert error_of(client.get("/item/chair", headers=bearer(forged))) == "invalid_token"
+
+
+def test_unsigned_token_is_refused(client, users):
+    user = users.create()
+    claims = pyjwt.decode(user["access_token"], options={"verify_signature": False})
+    unsigned = pyjwt.encode(claims, None, algorithm="none")
+    assert error_of(client.get("/item/chair", headers=bearer(unsigned))) == "invalid_token"
+
+
+def test_tampered_admin_claim_is_refused(client, users):
+    user = users.create()
+    header, payload, signature = user["access_token"].split(".")
+    claims = pyjwt.decode(user["access_token"], options={"verify_signature": False})
+    claims["is_admin"] = True
+    forged_payload = pyjwt.encode(claims, "k" * 32, algorithm="HS256").split(".")[1]
+    tampered = f"{header}.{forged_payload}.{signature}"
+    assert error_of(client.delete("/store/anything", headers=bearer(tampered))) == "invalid_token"
+
+
+def test_refresh_token_where_access_token_belongs(client, users):
+    user = users.create()
+    assert error_of(client.get("/item/chair", headers=bearer(user["refresh_token"]))) == "invalid_token"
+    assert error_of(client.get("/items", headers=bearer(user["refresh_token"]))) == "invalid_token"
+
+
+def test_access_token_where_refresh_token_belongs(client, users):
+    user = users.create()
+    assert error_of(client.post("/refresh", headers=user["headers"])) == "invalid_token"
+
+
+def test_expired_token(make_app):
+    app = make_app(JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=-1))
+    client = app.test_client()
+    client.post("/register", json={"username": "alice", "password": "password1"})
+    token = client.post("/login", json={"username": "alice", "password": "password1"}).get_json()["access_token"]
+    assert error_of(client.get("/item/chair", headers=bearer(token))) == "token_expired"
+    assert error_of(client.get("/items", headers=bearer(token))) == "token_expired"
+
+
+def test_token_without_session_claim_is_refused(app, client, users):
+    user = users.create()
+    with app.app_context():
+        # Signed with our key, but not issued by /login: no session id.
+        token = create_access_token(identity=str(user["id"]))
+    assert error_of(client.get("/item/chair", headers=bearer(token))) == "invalid_token"
+
+
+def test_fresh_token_required_for_posting_items(client, users, store):
+    user = users.create()
+    response = client.post("/item/chair", headers=users.refreshed_headers(user),
+                           json={"price": 1, "store_id": store["id"]})
+    assert error_of(response) == "fresh_token_required"
+
+
+def test_items_list_without_token_gives_names(client, users, store):
+    client.post("/item/chair", headers=users.create()["headers"], json={"price": 1, "store_id": store["id"]})
+    body = client.get("/items").get_json()
+    assert body["items"] == ["chair"]
+    assert body["message"] == "More data available if you log in."
+
+
+def test_items_list_with_bad_token_is_401_not_anonymous(client):
+    assert error_of(client.get("/items", headers=bearer("junk"))) == "invalid_token"
+
+
+def test_401_carries_www_authenticate(client):
+    assert client.get("/item/chair").headers["WWW-Authenticate"] == "Bearer"
