@@ -29,6 +29,7 @@ from resources.user import (
     login_attempt_keys,
     login_rate_limit,
 )
+from request_log import register_request_logging
 from security import Passwords
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def create_app(config=None):
     if hasattr(settings, "check"):
         settings.check(app.config)
 
+    register_request_logging(app)
     register_extensions(app)
     register_resources(app)
     register_error_handlers(app)

@@ -17,7 +17,7 @@ from flask_restful import Api
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("stores_api.errors")
 
 # The stable code for each status the contract names.
 CODES = {
@@ -49,13 +49,10 @@ def json_response(body, status=200, headers=None):
                     mimetype="application/json")
 
 
-def error_response(status, error, message, errors=None, headers=None):
-    body = {"error": error, "message": message}
+def error_response(status, error, message, errors=None, headers=None, **extra):
+    body = {"error": error, "message": message, **extra}
     if errors is not None:
         body["errors"] = errors
-    request_id = g.get("request_id")
-    if request_id:
-        body["request_id"] = request_id
     return json_response(body, status, headers)
 
 
@@ -102,8 +99,10 @@ def handle_unavailable(e):
 
 
 def handle_unexpected(e):
-    log.exception("Unhandled error")
-    return error_response(500, "internal_error", "An unexpected error occurred.")
+    log.exception("Unhandled error (request_id=%s)", g.get("request_id"))
+    # The id lets a user's report be matched to the traceback in the log.
+    return error_response(500, "internal_error", "An unexpected error occurred.",
+                          request_id=g.get("request_id"))
 
 
 def handle_db_error(e):
