@@ -22,7 +22,7 @@ class ItemModel(db.Model):
     store = db.relationship("StoreModel", back_populates="items")
 
     def json(self):
-        return {"id": self.id, "name": self.name, "price": self.price, "store_id": self.store_id}
+        return {"id": self.id, "name": self.name, "price": float(self.price), "store_id": self.store_id}
 
     @classmethod
     def find_by_name(cls, name):
