@@ -10,8 +10,10 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.routing import BaseConverter
 
 import cli
+import docs
 from blacklist import make_blocklist
 from config import config_class, database_url
 from db import db
@@ -50,6 +52,7 @@ def create_app(config=None):
     register_request_logging(app)
     register_extensions(app)
     register_resources(app)
+    app.register_blueprint(docs.blueprint)
     register_error_handlers(app)
     cli.register_commands(app)
     return app
@@ -113,7 +116,17 @@ def register_extensions(app):
     app.extensions["blocklist"] = make_blocklist(app.config)
 
 
+class NameConverter(BaseConverter):
+    """A store or item name in the URL: any characters, '/' and line breaks
+    included (Werkzeug's `path` converter stops at a line break and refuses a
+    leading '/')."""
+
+    regex = "(?s:.+)"
+    part_isolating = False
+
+
 def register_resources(app):
+    app.url_map.converters["name"] = NameConverter
     api = StoresApi(app)
 
     @api.representation("application/json")
@@ -129,9 +142,9 @@ def register_resources(app):
     api.add_resource(UserLogout, "/logout")
     api.add_resource(TokenRefresh, "/refresh")
     api.add_resource(User, "/user/<int:user_id>")
-    api.add_resource(Store, "/store/<path:name>")
+    api.add_resource(Store, "/store/<name:name>")
     api.add_resource(StoreList, "/stores")
-    api.add_resource(Item, "/item/<path:name>")
+    api.add_resource(Item, "/item/<name:name>")
     api.add_resource(ItemList, "/items")
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/health/ready")

@@ -29,7 +29,10 @@ def request_body():
     if "body" in g:
         return g.body
     if request.is_json:
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:
+            data = None  # nested deeper than the parser goes: not a body we accept
         if data is None:
             raise ApiError(400, "bad_request", "The body is not valid JSON.")
         if not isinstance(data, dict):
@@ -64,10 +67,24 @@ def body_parser():
 
 # --- Field types: each raises ValueError with the message the client sees. ----
 
+def storable(value):
+    """Text the database and the hasher can take: no NUL (PostgreSQL refuses
+    it) and encodable as UTF-8 (JSON's "\udc80" escape decodes to a lone
+    surrogate, which is not)."""
+    if "\x00" in value:
+        raise ValueError("Must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("Must be valid Unicode text.") from None
+    return value
+
+
 def text(min_length, max_length):
     def parse(value):
         if not isinstance(value, str):
             raise ValueError("Must be a string.")
+        storable(value)
         if not min_length <= len(value) <= max_length:
             raise ValueError(f"Must be {min_length} to {max_length} characters long.")
         return value
@@ -120,11 +137,11 @@ def positive_int(value):
 
 def path_name(name):
     """A store or item name from the URL: 1-80 characters after trimming."""
-    name = name.strip()
-    if not 1 <= len(name) <= 80:
+    try:
+        return text(1, 80)(name.strip())
+    except ValueError as e:
         raise ApiError(400, "validation_error", "The request has invalid fields.",
-                       errors={"name": "Must be 1 to 80 characters long after trimming."})
-    return name
+                       errors={"name": f"{e} (after trimming)"}) from None
 
 
 # --- Paging ------------------------------------------------------------------

@@ -108,3 +108,14 @@ def test_bad_paging_is_400(client, query, field):
     assert response.status_code == 400
     assert response.get_json()["error"] == "validation_error"
     assert field in response.get_json()["errors"]
+
+
+@pytest.mark.parametrize("raw, name", [("a%0Ab", "a\nb"), ("%2Fab", "/ab")])
+def test_line_breaks_and_leading_slash_in_names(client, users, raw, name):
+    created = client.post(f"/store/{raw}", headers=users.create()["headers"])
+    assert created.status_code == 201 and created.get_json()["name"] == name
+
+
+def test_nul_in_name_is_validation_error(client, users):
+    response = client.post("/store/a%00b", headers=users.create()["headers"])
+    assert response.status_code == 400 and "name" in response.get_json()["errors"]

@@ -195,3 +195,21 @@ def test_make_admin_unknown_user_fails(app):
     result = app.test_cli_runner().invoke(args=["make-admin", "ghost"])
     assert result.exit_code != 0
     assert "ghost" in result.output
+
+
+@pytest.mark.parametrize("body", [
+    '{"username": "a\\u0000bc", "password": "password1"}',
+    '{"username": "\\udc80abc", "password": "password1"}',
+    '{"username": "surrogate", "password": "\\udc80xxxxxxxxx"}',
+])
+def test_unstorable_text_is_validation_error(client, body):
+    for path in ("/register", "/login"):
+        response = client.post(path, data=body, content_type="application/json")
+        assert response.status_code == 400, (path, response.get_json())
+        assert response.get_json()["error"] == "validation_error"
+
+
+def test_deeply_nested_json_is_bad_request(client):
+    body = "[" * 20000 + "]" * 20000
+    response = client.post("/register", data=body, content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"] == "bad_request"
