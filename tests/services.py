@@ -43,3 +43,19 @@ def fresh_redis(url=REDIS_URL):
     except redis.exceptions.ConnectionError as e:
         unavailable(f"Redis is not reachable at {url}: {e}")
     return client
+
+
+def scratch_database(name):
+    """A new, empty PostgreSQL database on the test server; its URL."""
+    admin_url = POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
+    engine = sqlalchemy.create_engine(database_url(admin_url), isolation_level="AUTOCOMMIT",
+                                      connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.OperationalError as e:
+        unavailable(f"PostgreSQL is not reachable at {admin_url}: {e.orig}")
+    finally:
+        engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
