@@ -54,7 +54,7 @@ def make_app(database_url, tmp_path):
         config = {
             "APP_ENV": "testing",
             "SQLALCHEMY_DATABASE_URI": database_url,
-            "JWT_SECRET_KEY": "test-secret-key-that-is-long-enough-32b",
+            "JWT_SECRET_KEY": "test-secret-key-" + "x" * 48,
             "REDIS_URL": None,
             **settings,
         }

@@ -103,3 +103,29 @@ def test_items_list_with_bad_token_is_401_not_anonymous(client):
 
 def test_401_carries_www_authenticate(client):
     assert client.get("/item/chair").headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_rs256_token_is_refused(client, users):
+    """Only the configured algorithm (HS256) is accepted: no HS/RS confusion."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    user = users.create()
+    claims = pyjwt.decode(user["access_token"], options={"verify_signature": False})
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = pyjwt.encode(claims, key, algorithm="RS256")
+    assert error_of(client.get("/item/chair", headers=bearer(token))) == "invalid_token"
+
+
+def test_hs512_token_with_our_key_is_refused(app, client, users):
+    user = users.create()
+    claims = pyjwt.decode(user["access_token"], options={"verify_signature": False})
+    token = pyjwt.encode(claims, app.config["JWT_SECRET_KEY"], algorithm="HS512")
+    assert error_of(client.get("/item/chair", headers=bearer(token))) == "invalid_token"
+
+
+def test_forged_subject_is_refused(client, users):
+    """A token naming another user, signed with a guessed key, is refused."""
+    alice, bob = users.create(), users.create()
+    claims = pyjwt.decode(alice["access_token"], options={"verify_signature": False})
+    claims["sub"] = str(bob["id"])
+    token = pyjwt.encode(claims, "guessed-key-guessed-key-guessed-key!", algorithm="HS256")
+    assert error_of(client.get(f"/user/{bob['id']}", headers=bearer(token))) == "invalid_token"
