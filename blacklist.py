@@ -49,9 +49,6 @@ class DatabaseBlocklist:
             return USER_GONE
         return REVOKED if row[1] else ACTIVE
 
-    def ping(self):
-        db.session.execute(select(1))
-
 
 class RedisBlocklist:
     def __init__(self, url, lifetime):

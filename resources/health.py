@@ -20,9 +20,9 @@ class Ready(Resource):
             checks["redis"] = self._check(revocation_store().ping)
         if all(state == "ok" for state in checks.values()):
             return {"status": "ok", **checks}, 200
-        response = error_response(503, "service_unavailable", "A backing service is unavailable.",
-                                  headers={"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])})
-        return response
+        return error_response(503, "service_unavailable", "A backing service is unavailable.",
+                              headers={"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])},
+                              **checks)
 
     @staticmethod
     def _check(probe):

@@ -69,7 +69,7 @@ def test_ready_when_database_answers(client):
 def test_not_ready_when_database_is_gone(make_app, tmp_path):
     app = make_app(SQLALCHEMY_DATABASE_URI="postgresql://postgres@127.0.0.1:1/none")
     response = app.test_client().get("/health/ready")
-    envelope(response, 503, "service_unavailable")
+    assert envelope(response, 503, "service_unavailable")["database"] == "unavailable"
     assert response.headers["Retry-After"]
 
 
