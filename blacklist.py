@@ -16,13 +16,19 @@ An in-process set would not do: uWSGI runs several processes.
 from datetime import datetime, timedelta, timezone
 
 import redis
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select
 
 from db import db
 from models.revoked_session import RevokedSessionModel
 from models.user import UserModel
 
 ACTIVE, REVOKED, USER_GONE = "active", "revoked", "user_gone"
+
+# Runs on every authenticated request, so it is built once.
+SESSION_STATUS = select(
+    exists().where(UserModel.id == bindparam("user_id")),
+    exists().where(RevokedSessionModel.sid == bindparam("sid")),
+)
 
 
 class DatabaseBlocklist:
@@ -42,12 +48,10 @@ class DatabaseBlocklist:
         """Nothing to store: the deleted `users` row is the record."""
 
     def status(self, sid, user_id):
-        user_exists = exists().where(UserModel.id == user_id)
-        revoked = exists().where(RevokedSessionModel.sid == sid)
-        row = db.session.execute(select(user_exists, revoked)).one()
-        if not row[0]:
+        user_exists, revoked = db.session.execute(SESSION_STATUS, {"user_id": user_id, "sid": sid}).one()
+        if not user_exists:
             return USER_GONE
-        return REVOKED if row[1] else ACTIVE
+        return REVOKED if revoked else ACTIVE
 
 
 class RedisBlocklist:

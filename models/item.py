@@ -1,5 +1,5 @@
 """An item for sale in one store, and the queries that list items."""
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from db import db
 
@@ -29,14 +29,17 @@ class ItemModel(db.Model):
         return cls.query.filter_by(name=name).one_or_none()
 
     @classmethod
+    def json_by_name(cls, name):
+        """The item as a JSON-ready dict, or None. The hot path of GET /item/<name>:
+        one SELECT built once, no ORM object."""
+        row = db.session.execute(SELECT_BY_NAME, {"name": name}).first()
+        return row_json(row) if row else None
+
+    @classmethod
     def rows(cls, *where, limit=None, offset=None):
         """Items as JSON-ready dicts, ordered by id, straight from one SELECT."""
-        query = select(cls.id, cls.name, cls.price, cls.store_id).where(*where).order_by(cls.id)
-        query = query.limit(limit).offset(offset)
-        return [
-            {"id": id_, "name": name, "price": price, "store_id": store_id}
-            for id_, name, price, store_id in db.session.execute(query)
-        ]
+        query = select(*COLUMNS).where(*where).order_by(cls.id).limit(limit).offset(offset)
+        return [row_json(row) for row in db.session.execute(query)]
 
     @classmethod
     def count(cls):
@@ -51,3 +54,12 @@ class ItemModel(db.Model):
     def page_of_names(cls, page, per_page):
         query = select(cls.name).order_by(cls.id).limit(per_page).offset((page - 1) * per_page)
         return list(db.session.execute(query).scalars()), cls.count()
+
+
+COLUMNS = (ItemModel.id, ItemModel.name, ItemModel.price, ItemModel.store_id)
+SELECT_BY_NAME = select(*COLUMNS).where(ItemModel.name == bindparam("name"))
+
+
+def row_json(row):
+    id_, name, price, store_id = row
+    return {"id": id_, "name": name, "price": price, "store_id": store_id}

@@ -58,7 +58,10 @@ def insert_item(name, data):
 class Item(Resource):
     @jwt_required()
     def get(self, name):
-        return find_item(name).json(), 200
+        item = ItemModel.json_by_name(arguments.path_name(name))
+        if item is None:
+            raise ApiError(404, "not_found", "Item not found.")
+        return item, 200
 
     @fresh_jwt_required
     def post(self, name):
@@ -84,7 +87,7 @@ class Item(Resource):
             ).rowcount
             if updated:
                 db.session.commit()
-                return find_item(name).json(), 200
+                return ItemModel.json_by_name(name), 200
             item = insert_item(name, data)
             if item is not None:
                 return item.json(), 201
