@@ -14,17 +14,23 @@ class StoreModel(db.Model):
 
     id = db.Column(db.Integer, primary_key=True)
     name = db.Column(db.String(80), nullable=False)
-    items = db.relationship(
-        "ItemModel", back_populates="store", lazy="selectin", order_by="ItemModel.id",
-        passive_deletes="all",
-    )
-
-    def json(self):
-        return {"id": self.id, "name": self.name, "items": [item.json() for item in self.items]}
+    # A store has many items. Reads build JSON with Core queries (below), so
+    # the relationship is never loaded on a hot path; the database refuses to
+    # delete a store that still has items (ondelete RESTRICT).
+    items = db.relationship("ItemModel", back_populates="store", order_by="ItemModel.id",
+                            passive_deletes="all")
 
     @classmethod
     def find_by_name(cls, name):
         return cls.query.filter_by(name=name).one_or_none()
+
+    @classmethod
+    def json_by_name(cls, name):
+        """The store with its items as JSON-ready dicts, or None: two SELECTs, no ORM objects."""
+        row = db.session.execute(select(cls.id, cls.name).where(cls.name == name)).first()
+        if row is None:
+            return None
+        return {"id": row.id, "name": row.name, "items": ItemModel.rows(ItemModel.store_id == row.id)}
 
     @classmethod
     def exists(cls, store_id):

@@ -19,7 +19,10 @@ def find_store(name):
 
 class Store(Resource):
     def get(self, name):
-        return find_store(name).json(), 200
+        store = StoreModel.json_by_name(arguments.path_name(name))
+        if store is None:
+            raise ApiError(404, "not_found", "Store not found.")
+        return store, 200
 
     @jwt_required()
     def post(self, name):
