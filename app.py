@@ -18,7 +18,7 @@ from blacklist import make_blocklist
 from config import config_class, database_url
 from db import db
 from errors import StoresApi, register_error_handlers, register_jwt_loaders
-from extensions import jwt, migrate
+from extensions import jwt
 from resources.health import Health, Ready
 from resources.item import Item, ItemList
 from resources.store import Store, StoreList
@@ -109,7 +109,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 def register_extensions(app):
     db.init_app(app)
-    migrate.init_app(app, db)
+    register_migrations(app)
     jwt.init_app(app)
     register_jwt_loaders(jwt)
     app.extensions["passwords"] = Passwords(app.config)
@@ -123,6 +123,18 @@ class NameConverter(BaseConverter):
 
     regex = "(?s:.+)"
     part_isolating = False
+
+
+def register_migrations(app):
+    """Flask-Migrate (with alembic, ~11 MB per process) only where `flask db`
+    can run: never in a uWSGI worker, which only serves requests."""
+    try:
+        import uwsgi  # noqa: F401  (importable only inside uWSGI)
+        return
+    except ImportError:
+        pass
+    from flask_migrate import Migrate
+    Migrate(app, db)
 
 
 def register_resources(app):

@@ -15,7 +15,6 @@ An in-process set would not do: uWSGI runs several processes.
 """
 from datetime import datetime, timedelta, timezone
 
-import redis
 from sqlalchemy import bindparam, delete, exists, select
 
 from db import db
@@ -56,6 +55,8 @@ class DatabaseBlocklist:
 
 class RedisBlocklist:
     def __init__(self, url, lifetime):
+        import redis  # only when configured: the client costs ~7 MB per process
+
         self.lifetime = lifetime
         # Short timeouts: when Redis is down, answer 503 quickly, never hang.
         self.redis = redis.Redis.from_url(

@@ -11,7 +11,6 @@
 import logging
 
 import orjson
-import redis
 from flask import Response, current_app, g
 from flask_restful import Api
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -116,8 +115,11 @@ def register_error_handlers(app):
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DBAPIError, handle_db_error)
-    app.register_error_handler(redis.exceptions.ConnectionError, handle_unavailable)
-    app.register_error_handler(redis.exceptions.TimeoutError, handle_unavailable)
+    if app.config.get("REDIS_URL"):
+        import redis  # only when configured: the client costs ~7 MB per process
+
+        app.register_error_handler(redis.exceptions.ConnectionError, handle_unavailable)
+        app.register_error_handler(redis.exceptions.TimeoutError, handle_unavailable)
     app.register_error_handler(Exception, handle_unexpected)
 
 

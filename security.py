@@ -1,4 +1,5 @@
 """Password hashing and the JWT rules: token issuing, claims, revocation checks, admin checks."""
+import ctypes
 import uuid
 from functools import wraps
 
@@ -19,6 +20,23 @@ from extensions import jwt
 
 
 # --- Passwords -------------------------------------------------------------
+
+def _return_big_buffers_to_the_os():
+    """argon2 allocates ARGON2_MEMORY_COST KiB per hash. glibc serves the first
+    such block with mmap, then raises its mmap threshold when it is freed, so
+    later ones come from the heap and stay in the worker's RSS (+19 MiB per
+    worker for good). A fixed threshold keeps big blocks mmapped: returned to
+    the OS as soon as they are freed."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc (musl, macOS): nothing to do
+    m_mmap_threshold = -3
+    libc.mallopt(m_mmap_threshold, 1024 * 1024)
+
+
+_return_big_buffers_to_the_os()
+
 
 class Passwords:
     """argon2id hashing with the app's configured cost."""
