@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test install install-dev migrate clean
+.PHONY: run test install install-dev migrate bench fuzz clean
 
 # A stamp per requirements file: reinstall only when it changed.
 $(BIN)/python:
@@ -31,6 +31,15 @@ run: migrate
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Not part of `make test`: a deeper schemathesis run against the live server.
+fuzz: install-dev
+	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-3000} $(BIN)/python -m pytest -q tests/fuzz
+
+# Not part of `make test`: wrk against the real server and a bare Flask app; writes bench/RESULTS.md.
+bench: install-dev
+	bench/install-wrk.sh
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
