@@ -116,15 +116,6 @@ def register_extensions(app):
     app.extensions["blocklist"] = make_blocklist(app.config)
 
 
-class NameConverter(BaseConverter):
-    """A store or item name in the URL: any characters, '/' and line breaks
-    included (Werkzeug's `path` converter stops at a line break and refuses a
-    leading '/')."""
-
-    regex = "(?s:.+)"
-    part_isolating = False
-
-
 def register_migrations(app):
     """Flask-Migrate (with alembic, ~11 MB per process) only where `flask db`
     can run: never in a uWSGI worker, which only serves requests."""
@@ -135,6 +126,15 @@ def register_migrations(app):
         pass
     from flask_migrate import Migrate
     Migrate(app, db)
+
+
+class NameConverter(BaseConverter):
+    """A store or item name in the URL: any characters, '/' and line breaks
+    included (Werkzeug's `path` converter stops at a line break and refuses a
+    leading '/')."""
+
+    regex = "(?s:.+)"
+    part_isolating = False
 
 
 def register_resources(app):
