@@ -43,6 +43,21 @@ class ApiError(Exception):
         self.errors, self.headers = errors, headers or {}
 
 
+VALIDATION_MESSAGE = "The request has invalid fields."
+
+
+def validation_error(errors):
+    """400 validation_error naming each bad field: {"field": "what is wrong"}."""
+    return ApiError(400, "validation_error", VALIDATION_MESSAGE, errors=errors)
+
+
+# Clearer than Werkzeug's descriptions for these statuses.
+MESSAGES = {
+    404: "The requested URL was not found.",
+    405: "The method is not allowed for this URL.",
+}
+
+
 def json_response(body, status=200, headers=None):
     return Response(orjson.dumps(body), status=status, headers=headers,
                     mimetype="application/json")
@@ -72,15 +87,12 @@ def handle_http_exception(e):
     data = getattr(e, "data", None) or {}
     if status == 400 and isinstance(data.get("message"), dict):
         # reqparse's bundled field errors.
-        return error_response(400, "validation_error", "The request has invalid fields.",
+        return error_response(400, "validation_error", VALIDATION_MESSAGE,
                               errors=data["message"], headers=headers)
     message = data.get("message") if isinstance(data.get("message"), str) else e.description
-    if status == 405:
-        message = "The method is not allowed for this URL."
-    elif status == 404:
-        message = "The requested URL was not found."
-    elif status == 429:
+    if status == 429:
         message = f"Too many requests: limit is {e.description}. Try again later."
+    message = MESSAGES.get(status, message)
     return error_response(status, _code_for(status, e.name), message, headers=headers)
 
 

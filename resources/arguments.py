@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from flask import g, request
 from flask_restful import reqparse
 
-from errors import ApiError
+from errors import ApiError, validation_error
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 USERNAME = re.compile(r"[A-Za-z0-9._-]{3,80}")
@@ -140,8 +140,7 @@ def path_name(name):
     try:
         return text(1, 80)(name.strip())
     except ValueError as e:
-        raise ApiError(400, "validation_error", "The request has invalid fields.",
-                       errors={"name": f"{e} (after trimming)"}) from None
+        raise validation_error({"name": f"{e} (after trimming)"}) from None
 
 
 # --- Paging ------------------------------------------------------------------

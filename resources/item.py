@@ -5,7 +5,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from db import db
-from errors import ApiError
+from errors import ApiError, validation_error
 from models.item import ItemModel
 from models.store import StoreModel
 from resources import arguments
@@ -18,8 +18,7 @@ item_parser.add_argument("store_id", type=arguments.positive_int, required=True)
 
 
 def no_such_store():
-    return ApiError(400, "validation_error", "The request has invalid fields.",
-                    errors={"store_id": "No store has this id."})
+    return validation_error({"store_id": "No store has this id."})
 
 
 def parse_item():
