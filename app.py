@@ -168,6 +168,10 @@ def limit_logins(app):
     there is one (shared by every process and instance), else in memory."""
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
     limiter = Limiter(key_func=get_remote_address, app=app)
+    # Its before_request hook enforces default limits, of which there are none;
+    # the decorators below check /login themselves. The hook cost ~0.1 ms on
+    # every request (bench/RESULTS.md), so it goes.
+    app.before_request_funcs[None].remove(limiter._check_request_limit)
     view = app.view_functions["userlogin"]
     for scope, key in login_attempt_keys().items():
         view = limiter.limit(login_rate_limit, key_func=key, scope=scope)(view)
