@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test install install-dev migrate bench fuzz clean
+.PHONY: run test install install-dev tools migrate bench fuzz clean
 
 # A stamp per requirements file: reinstall only when it changed.
 $(BIN)/python:
@@ -29,7 +29,12 @@ migrate: install
 run: migrate
 	$(BIN)/uwsgi --ini uwsgi.ini
 
-test: install-dev
+# Nginx (Debian package, only when missing; never started as a service) and
+# newman (pinned in postman/package.json, into postman/node_modules) for tests/e2e.
+tools:
+	bash deploy/install-tools.sh
+
+test: install-dev tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Not part of `make test`: a deeper schemathesis run against the live server.
@@ -42,4 +47,4 @@ bench: install-dev
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis postman/node_modules

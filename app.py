@@ -10,11 +10,12 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import BaseConverter
 
 import cli
 import docs
-from blacklist import make_blocklist
+from blacklist import make_blocklist, redis_options
 from config import config_class, database_url
 from db import db
 from errors import StoresApi, register_error_handlers, register_jwt_loaders
@@ -49,6 +50,9 @@ def create_app(config=None):
     if hasattr(settings, "check"):
         settings.check(app.config)
 
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        n = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
     register_request_logging(app)
     register_extensions(app)
     register_resources(app)
@@ -167,6 +171,8 @@ def limit_logins(app):
     """Count /login attempts per client address and per username, in Redis when
     there is one (shared by every process and instance), else in memory."""
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    if app.config.get("REDIS_URL"):
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", redis_options(app.config))
     limiter = Limiter(key_func=get_remote_address, app=app)
     # Its before_request hook enforces default limits, of which there are none;
     # the decorators below check /login themselves. The hook cost ~0.1 ms on

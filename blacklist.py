@@ -54,13 +54,13 @@ class DatabaseBlocklist:
 
 
 class RedisBlocklist:
-    def __init__(self, url, lifetime):
+    def __init__(self, url, lifetime, **options):
         import redis  # only when configured: the client costs ~7 MB per process
 
         self.lifetime = lifetime
         # Short timeouts: when Redis is down, answer 503 quickly, never hang.
         self.redis = redis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+            url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30, **options
         )
 
     def revoke_session(self, sid):
@@ -79,11 +79,18 @@ class RedisBlocklist:
         self.redis.ping()
 
 
+def redis_options(config):
+    """Connection options for REDIS_URL, shared with the login rate limiter."""
+    if config["REDIS_URL"].startswith("rediss://") and not config.get("REDIS_TLS_VERIFY", True):
+        return {"ssl_cert_reqs": None}
+    return {}
+
+
 def make_blocklist(config):
     """The store the configuration asks for."""
     lifetime = config["JWT_REFRESH_TOKEN_EXPIRES"]
     if not isinstance(lifetime, timedelta):
         lifetime = timedelta(seconds=lifetime)
     if config.get("REDIS_URL"):
-        return RedisBlocklist(config["REDIS_URL"], lifetime)
+        return RedisBlocklist(config["REDIS_URL"], lifetime, **redis_options(config))
     return DatabaseBlocklist(lifetime)

@@ -38,6 +38,15 @@ class Config:
     SQLALCHEMY_TRACK_MODIFICATIONS = False
 
     REDIS_URL = os.environ.get("REDIS_URL") or None
+    # Heroku Redis serves rediss:// with a self-signed certificate; only there
+    # set REDIS_TLS_VERIFY=false.
+    REDIS_TLS_VERIFY = os.environ.get("REDIS_TLS_VERIFY", "true").lower() != "false"
+
+    # How many proxies in front of the app append to X-Forwarded-For (Heroku's
+    # router: 1). Behind this project's Nginx it is 0: uwsgi_pass gives the
+    # client's address itself. Never more than there really are: the header
+    # is the client's to forge.
+    TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)
 
     JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY") or None
     JWT_ALGORITHM = "HS256"

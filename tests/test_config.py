@@ -41,3 +41,34 @@ def test_development_generates_and_keeps_a_secret(monkeypatch, tmp_path):
 def test_unknown_app_env_fails_fast():
     with pytest.raises(RuntimeError, match="APP_ENV"):
         create_app({"APP_ENV": "staging"})
+
+
+def test_trusted_proxy_gives_the_client_address(make_app):
+    app = make_app(TRUSTED_PROXY_COUNT=1)
+
+    @app.get("/whoami")
+    def whoami():
+        from flask import request
+        return {"addr": request.remote_addr}
+
+    response = app.test_client().get("/whoami", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert response.get_json() == {"addr": "203.0.113.7"}
+
+
+def test_forwarded_for_ignored_without_trusted_proxy(make_app):
+    app = make_app()
+
+    @app.get("/whoami")
+    def whoami():
+        from flask import request
+        return {"addr": request.remote_addr}
+
+    response = app.test_client().get("/whoami", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert response.get_json() == {"addr": "127.0.0.1"}
+
+
+def test_heroku_redis_tls_option():
+    from blacklist import redis_options
+    assert redis_options({"REDIS_URL": "rediss://h:6380", "REDIS_TLS_VERIFY": False}) == {"ssl_cert_reqs": None}
+    assert redis_options({"REDIS_URL": "rediss://h:6380", "REDIS_TLS_VERIFY": True}) == {}
+    assert redis_options({"REDIS_URL": "redis://h:6379", "REDIS_TLS_VERIFY": False}) == {}
