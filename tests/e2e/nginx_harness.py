@@ -175,7 +175,13 @@ class NginxServer:
     prefix: Path | None = None
     http_port: int = 0
     https_port: int = 0
+    # Set by prepare(): the main config, the test certificate and its key,
+    # and the nginx command line without its last arguments.
+    conf: Path | None = field(default=None, init=False)
+    cert: Path | None = field(default=None, init=False)
+    key: Path | None = field(default=None, init=False)
     proc: subprocess.Popen | None = field(default=None, init=False)
+    _cmd: list[str] = field(default_factory=list, init=False)
     _own_prefix: bool = field(default=False, init=False)
 
     def prepare(self) -> Path:
@@ -210,7 +216,7 @@ class NginxServer:
 
     def test_config(self) -> str:
         """`nginx -t` on the rendered config; returns its output, raises on failure."""
-        if self.proc is None and not hasattr(self, "conf"):
+        if self.conf is None:
             self.prepare()
         result = subprocess.run(self._cmd + ["-t"], capture_output=True, text=True)
         if result.returncode != 0:
@@ -218,7 +224,7 @@ class NginxServer:
         return result.stderr
 
     def start(self, timeout: float = 10.0) -> "NginxServer":
-        if not hasattr(self, "conf"):
+        if self.conf is None:
             self.prepare()
         self.proc = subprocess.Popen(
             self._cmd + ["-g", "daemon off;"],
