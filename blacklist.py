@@ -47,7 +47,8 @@ class DatabaseBlocklist:
         """Nothing to store: the deleted `users` row is the record."""
 
     def status(self, sid, user_id):
-        user_exists, revoked = db.session.execute(SESSION_STATUS, {"user_id": user_id, "sid": sid}).one()
+        user_exists, revoked = db.session.connection().execute(
+            SESSION_STATUS, {"user_id": user_id, "sid": sid}).one()
         if not user_exists:
             return USER_GONE
         return REVOKED if revoked else ACTIVE

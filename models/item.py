@@ -1,4 +1,9 @@
-"""An item for sale in one store, and the queries that list items."""
+"""An item for sale in one store, and the queries that list items.
+
+Reads run as Core statements on the session's connection
+(`db.session.connection().execute`) and build JSON-ready dicts directly: the
+ORM's result layer costs more than the rows themselves on the hot paths.
+"""
 from sqlalchemy import bindparam, func, select
 
 from db import db
@@ -32,18 +37,18 @@ class ItemModel(db.Model):
     def json_by_name(cls, name):
         """The item as a JSON-ready dict, or None. The hot path of GET /item/<name>:
         one SELECT built once, no ORM object."""
-        row = db.session.execute(SELECT_BY_NAME, {"name": name}).first()
+        row = db.session.connection().execute(SELECT_BY_NAME, {"name": name}).first()
         return row_json(row) if row else None
 
     @classmethod
     def rows(cls, *where, limit=None, offset=None):
         """Items as JSON-ready dicts, ordered by id, straight from one SELECT."""
         query = select(*COLUMNS).where(*where).order_by(cls.id).limit(limit).offset(offset)
-        return [row_json(row) for row in db.session.execute(query)]
+        return [row_json(row) for row in db.session.connection().execute(query)]
 
     @classmethod
     def count(cls):
-        return db.session.execute(select(func.count()).select_from(cls)).scalar_one()
+        return db.session.connection().execute(select(func.count()).select_from(cls)).scalar_one()
 
     @classmethod
     def page(cls, page, per_page):
@@ -53,7 +58,7 @@ class ItemModel(db.Model):
     @classmethod
     def page_of_names(cls, page, per_page):
         query = select(cls.name).order_by(cls.id).limit(per_page).offset((page - 1) * per_page)
-        return list(db.session.execute(query).scalars()), cls.count()
+        return list(db.session.connection().execute(query).scalars()), cls.count()
 
 
 COLUMNS = (ItemModel.id, ItemModel.name, ItemModel.price, ItemModel.store_id)

@@ -27,18 +27,18 @@ class StoreModel(db.Model):
     @classmethod
     def json_by_name(cls, name):
         """The store with its items as JSON-ready dicts, or None: two SELECTs, no ORM objects."""
-        row = db.session.execute(select(cls.id, cls.name).where(cls.name == name)).first()
+        row = db.session.connection().execute(select(cls.id, cls.name).where(cls.name == name)).first()
         if row is None:
             return None
         return {"id": row.id, "name": row.name, "items": ItemModel.rows(ItemModel.store_id == row.id)}
 
     @classmethod
     def exists(cls, store_id):
-        return db.session.execute(select(cls.id).where(cls.id == store_id)).first() is not None
+        return db.session.connection().execute(select(cls.id).where(cls.id == store_id)).first() is not None
 
     def has_items(self):
         query = select(ItemModel.id).where(ItemModel.store_id == self.id).limit(1)
-        return db.session.execute(query).first() is not None
+        return db.session.connection().execute(query).first() is not None
 
     @classmethod
     def page(cls, page, per_page):
@@ -47,8 +47,8 @@ class StoreModel(db.Model):
         Three statements whatever the page size: the count, the stores, and
         every item of those stores at once (no query per store).
         """
-        total = db.session.execute(select(func.count()).select_from(cls)).scalar_one()
-        stores = db.session.execute(
+        total = db.session.connection().execute(select(func.count()).select_from(cls)).scalar_one()
+        stores = db.session.connection().execute(
             select(cls.id, cls.name).order_by(cls.id).limit(per_page).offset((page - 1) * per_page)
         ).all()
         by_id = {id_: {"id": id_, "name": name, "items": []} for id_, name in stores}
