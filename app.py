@@ -67,6 +67,10 @@ def configure_database_url(app):
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         path = os.path.join(app.instance_path, "stores.db")
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path}"
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # No server to lose: the ping would be one more statement per request.
+        options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"], pool_pre_ping=False)
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         # Fail fast (then 503) rather than hang when PostgreSQL is unreachable.
         options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])

@@ -66,6 +66,18 @@ def test_access_token_where_refresh_token_belongs(client, users):
     assert error_of(client.post("/refresh", headers=user["headers"])) == "invalid_token"
 
 
+def test_cached_token_still_expires(make_app):
+    """Verified tokens are cached per process; the cache must not outlive `exp`."""
+    import time
+    app = make_app(JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=1))
+    client = app.test_client()
+    client.post("/register", json={"username": "alice", "password": "password1"})
+    token = client.post("/login", json={"username": "alice", "password": "password1"}).get_json()["access_token"]
+    assert client.get("/items", headers=bearer(token)).status_code == 200  # verified and cached
+    time.sleep(2.1)
+    assert error_of(client.get("/items", headers=bearer(token))) == "token_expired"
+
+
 def test_expired_token(make_app):
     app = make_app(JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=-1))
     client = app.test_client()
@@ -105,14 +117,23 @@ def test_401_carries_www_authenticate(client):
     assert client.get("/item/chair").headers["WWW-Authenticate"] == "Bearer"
 
 
+# An RS256 token (a throw-away 2048-bit RSA key; claims of user 1, admin, valid
+# until 2100), made once with PyJWT so the suite needs no RSA library.
+RS256_TOKEN = (
+    "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIiwic2lkIjoiMDAwMDAwMDAwMDAwMDAwMDAwMDA"
+    "wMDAwMDAwMDAwMDAiLCJ0eXBlIjoiYWNjZXNzIiwiZnJlc2giOnRydWUsImlzX2FkbWluIjp0cnVlLCJpYXQiOjE"
+    "3OTU0MDAwMDAsIm5iZiI6MTc5NTQwMDAwMCwiZXhwIjo0MTAyNDQ0ODAwLCJqdGkiOiJyczI1Ni1hdHRhY2sifQ."
+    "m2d4kwaGlZwlCQbzTTqiT01eQneC4zL9j6L2QV1_vhTZ4lT7IOEyiUyfmpHuvtUoZGESpKmcRf5zWFLqGcVpBgh8"
+    "lsLGRA3lVD2kCn6lvpTRgUhibC8JC4KfnDLjPS6LV71T41dGnjE24GymVfGo5wXciXscmnSrZLX0SmgowyuEpyM3"
+    "Tv2NWOSLEZ9hRowNVWgm6JeORNanue6VRDIbhRLzE1wd8x7ljCIRnzP_VxeS_IYgbE3ame1j30uckWAamIqpqlvC"
+    "crtKuPYiFlhzvhI4ocCeOCtslbcCbgQzESVgjL3tmKuuxJpgdZ6yQVgVB3AFi76Rim71Ousli9urRA"
+)
+
+
 def test_rs256_token_is_refused(client, users):
     """Only the configured algorithm (HS256) is accepted: no HS/RS confusion."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    user = users.create()
-    claims = pyjwt.decode(user["access_token"], options={"verify_signature": False})
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = pyjwt.encode(claims, key, algorithm="RS256")
-    assert error_of(client.get("/item/chair", headers=bearer(token))) == "invalid_token"
+    users.create()
+    assert error_of(client.get("/item/chair", headers=bearer(RS256_TOKEN))) == "invalid_token"
 
 
 def test_hs512_token_with_our_key_is_refused(app, client, users):
