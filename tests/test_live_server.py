@@ -24,6 +24,17 @@ def worker_requests(stats_port):
     return {w["pid"]: w["requests"] for w in json.loads(data)["workers"]}
 
 
+def settled_worker_requests(stats_port):
+    """Per-worker counts once earlier requests have all been counted."""
+    previous = worker_requests(stats_port)
+    while True:
+        time.sleep(0.1)
+        current = worker_requests(stats_port)
+        if current == previous:
+            return current
+        previous = current
+
+
 def served_since(stats_port, before, expected):
     """Per-worker requests since `before`, once all `expected` are counted
     (a worker counts a request just after answering it)."""
@@ -59,7 +70,7 @@ def test_logout_is_refused_by_every_worker(server):
     refreshed = {"Authorization": "Bearer " + requests.post(f"{url}/refresh", headers=refresh).json()["access_token"]}
     assert requests.get(f"{url}/items", headers=access).status_code == 200
 
-    before = worker_requests(server.stats_port)
+    before = settled_worker_requests(server.stats_port)
     assert requests.post(f"{url}/logout", headers=access).status_code == 200
     logout_worker, = [pid for pid, n in served_since(server.stats_port, before, 1).items() if n]
 
