@@ -46,6 +46,14 @@ class ApiError(Exception):
 VALIDATION_MESSAGE = "The request has invalid fields."
 
 
+def not_found(message):
+    return ApiError(404, "not_found", message)
+
+
+def conflict(message):
+    return ApiError(409, "conflict", message)
+
+
 def validation_error(errors):
     """400 validation_error naming each bad field: {"field": "what is wrong"}."""
     return ApiError(400, "validation_error", VALIDATION_MESSAGE, errors=errors)

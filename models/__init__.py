@@ -1,7 +1,20 @@
 """Database models, one per file. Importing this package registers them all."""
+from sqlalchemy.exc import IntegrityError
+
+from db import db
 from models.item import ItemModel
 from models.revoked_session import RevokedSessionModel
 from models.store import StoreModel
 from models.user import UserModel
 
 __all__ = ["ItemModel", "RevokedSessionModel", "StoreModel", "UserModel"]
+
+
+def commit_or_raise(error):
+    """Commit; when a database constraint refuses it (a concurrent request won
+    the race, or a row it relies on went away), roll back and raise `error`."""
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise error from None

@@ -5,7 +5,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from db import db
-from errors import ApiError, validation_error
+from errors import conflict, not_found, validation_error
 from models.item import ItemModel
 from models.store import StoreModel
 from resources import arguments
@@ -28,15 +28,11 @@ def parse_item():
     return data
 
 
-def find_item(name):
-    item = ItemModel.find_by_name(arguments.path_name(name))
-    if item is None:
-        raise ApiError(404, "not_found", "Item not found.")
-    return item
+ITEM_NOT_FOUND = "Item not found."
 
 
 def name_taken(name):
-    return ApiError(409, "conflict", f"An item with name '{name}' already exists.")
+    return conflict(f"An item with name '{name}' already exists.")
 
 
 def insert_item(name, data):
@@ -59,7 +55,7 @@ class Item(Resource):
     def get(self, name):
         item = ItemModel.json_by_name(arguments.path_name(name))
         if item is None:
-            raise ApiError(404, "not_found", "Item not found.")
+            raise not_found(ITEM_NOT_FOUND)
         return item, 200
 
     @fresh_jwt_required
@@ -90,11 +86,13 @@ class Item(Resource):
             item = insert_item(name, data)
             if item is not None:
                 return item.json(), 201
-        raise ApiError(409, "conflict", "The item changed concurrently; try again.")
+        raise conflict("The item changed concurrently; try again.")
 
     @admin_required
     def delete(self, name):
-        item = find_item(name)
+        item = ItemModel.find_by_name(arguments.path_name(name))
+        if item is None:
+            raise not_found(ITEM_NOT_FOUND)
         db.session.delete(item)
         db.session.commit()
         return {"message": "Item deleted."}, 200

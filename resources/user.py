@@ -3,10 +3,10 @@ from flask import current_app
 from flask_limiter.util import get_remote_address
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
-from sqlalchemy.exc import IntegrityError
 
 from db import db
-from errors import ApiError
+from errors import ApiError, conflict, not_found
+from models import commit_or_raise
 from models.user import UserModel
 from resources import arguments
 from security import (
@@ -52,16 +52,13 @@ def username_key():
 class UserRegister(Resource):
     def post(self):
         data = credentials_parser.parse_args()
+        name_taken = conflict("A user with that username already exists.")
         if UserModel.find_by_username(data["username"]):
-            raise ApiError(409, "conflict", "A user with that username already exists.")
+            raise name_taken
         user = UserModel(username=data["username"], password_hash=passwords().hash(data["password"]))
         db.session.add(user)
-        try:
-            db.session.commit()
-        except IntegrityError:
-            # Another request registered the same name between our check and insert.
-            db.session.rollback()
-            raise ApiError(409, "conflict", "A user with that username already exists.") from None
+        # Another request may register the same name between the check and here.
+        commit_or_raise(name_taken)
         return {"message": "User created successfully.", "id": user.id}, 201
 
 
@@ -104,7 +101,7 @@ class User(Resource):
             raise ApiError(403, "forbidden", "You may only access your own user.")
         user = UserModel.find_by_id(user_id)
         if user is None:
-            raise ApiError(404, "not_found", "User not found.")
+            raise not_found("User not found.")
         return user
 
     @jwt_required()

@@ -238,17 +238,18 @@ def test_login_failures_take_the_same_time(make_app, capsys):
     client.post("/register", json={"username": "alice", "password": "password1"})
     client.post("/login", json={"username": "nobody", "password": "warm-up-1"})  # builds the dummy hash
 
-    def median_ms(username):
-        times = []
-        for _ in range(15):
-            started = time.perf_counter()
-            assert client.post("/login", json={"username": username, "password": "wrong-pass"}).status_code == 401
-            times.append((time.perf_counter() - started) * 1000)
-        return statistics.median(times)
+    def attempt_ms(username):
+        started = time.perf_counter()
+        assert client.post("/login", json={"username": username, "password": "wrong-pass"}).status_code == 401
+        return (time.perf_counter() - started) * 1000
 
-    wrong_password, unknown_user = median_ms("alice"), median_ms("nobody")
+    # Interleaved, so a change in machine load hits both kinds alike.
+    samples = [(attempt_ms("alice"), attempt_ms("nobody")) for _ in range(20)]
+    wrong_password = statistics.median(pair[0] for pair in samples)
+    unknown_user = statistics.median(pair[1] for pair in samples)
     with capsys.disabled():
         print(f"\nlogin failure medians: wrong password {wrong_password:.1f} ms, "
               f"unknown user {unknown_user:.1f} ms")
-    # Without the dummy verification an unknown user answers ~20x faster.
-    assert 0.6 < unknown_user / wrong_password < 1.6
+    # Without the dummy verification an unknown user answers ~20x faster; the
+    # bounds are wide because a loaded machine moves single timings a lot.
+    assert 0.5 < unknown_user / wrong_password < 2.0
