@@ -37,9 +37,14 @@ tools:
 test: install-dev tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Not part of `make test`: a deeper schemathesis run against the live server.
+# Deeper fuzzing than `make test` does: new random cases each run, for FUZZ_MAX_TIME seconds.
+# Replay a failure with `FUZZ_SEED=<the seed it printed> make fuzz`.
+FUZZ_MAX_EXAMPLES ?= 1000
+FUZZ_MAX_TIME ?= 600
+FUZZ_SEED ?= random
 fuzz: install-dev
-	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-3000} $(BIN)/python -m pytest -q tests/fuzz
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_MAX_TIME=$(FUZZ_MAX_TIME) FUZZ_SEED=$(FUZZ_SEED) \
+		$(BIN)/python -m pytest tests/fuzz -s
 
 # Not part of `make test`: wrk against the real server and a bare Flask app; writes bench/RESULTS.md.
 bench: install-dev

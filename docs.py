@@ -1,9 +1,11 @@
 """The API's own documentation: GET /openapi.json and GET /docs.
 
 - ``/openapi.json`` is ``openapi.yaml`` (the repository root's hand-written
-  OpenAPI 3.1 document) converted to JSON. The YAML is read and converted once,
-  when this module is imported, so serving it costs nothing per request and a
-  broken document stops the app from starting instead of failing later.
+  OpenAPI 3.1 document) converted to JSON. The YAML is read and converted on
+  the first request for it and kept, so a worker that never serves the
+  document never pays for it (about 1.3 MiB per uWSGI worker, PyYAML
+  included), and later requests cost nothing. tests/test_openapi.py checks
+  that the document parses and validates.
 - ``/docs`` is Swagger UI. Its scripts and styles come from the
   ``flask-swagger-ui`` package (a pinned dependency that ships Swagger UI's
   ``dist`` folder) and are served by this blueprint under ``/docs/``, so the
@@ -19,33 +21,42 @@ Register it in the application factory with
 from __future__ import annotations
 
 import json
+from functools import cache
+from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 
-import yaml
 from flask import Blueprint, Response, send_from_directory, url_for
 
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
 
 # Swagger UI's built files, as shipped inside the flask-swagger-ui wheel.
 SWAGGER_UI_DIST = Path(str(files("flask_swagger_ui") / "dist"))
+# Part of the asset URLs, so browsers that cached them fetch new ones after an upgrade.
+SWAGGER_UI_VERSION = version("flask-swagger-ui")
 
 
 def load_openapi_document(path: Path = OPENAPI_PATH) -> dict:
     """Read the OpenAPI document from its YAML file."""
+    # Imported here, not at the top: only a worker that serves the document needs PyYAML.
+    import yaml
+
     with path.open(encoding="utf-8") as f:
         return yaml.safe_load(f)
 
 
-# Serialised once: the document does not change while the process runs.
-OPENAPI_JSON = json.dumps(load_openapi_document(), ensure_ascii=False).encode("utf-8")
+@cache
+def openapi_json_bytes() -> bytes:
+    """The document as JSON, built once per process: it does not change while the process runs."""
+    return json.dumps(load_openapi_document(), ensure_ascii=False).encode("utf-8")
+
 
 blueprint = Blueprint("docs", __name__)
 
 
 @blueprint.get("/openapi.json")
 def openapi_json() -> Response:
-    return Response(OPENAPI_JSON, mimetype="application/json")
+    return Response(openapi_json_bytes(), mimetype="application/json")
 
 
 # The page only links to files; everything it runs is served from /docs/.
@@ -71,7 +82,7 @@ DOCS_PAGE = """<!DOCTYPE html>
 @blueprint.get("/docs")
 def docs_page() -> Response:
     def asset(filename: str) -> str:
-        return url_for("docs.docs_asset", filename=filename)
+        return url_for("docs.docs_asset", filename=filename, v=SWAGGER_UI_VERSION)
 
     html = DOCS_PAGE.format(
         swagger_ui_css=asset("swagger-ui.css"),

@@ -69,7 +69,7 @@ def body_parser():
 
 def storable(value):
     """Text the database and the hasher can take: no NUL (PostgreSQL refuses
-    it) and encodable as UTF-8 (JSON's "\udc80" escape decodes to a lone
+    it) and encodable as UTF-8 (JSON's "\\udc80" escape decodes to a lone
     surrogate, which is not)."""
     if "\x00" in value:
         raise ValueError("Must not contain NUL characters.")
