@@ -5,7 +5,7 @@ import secrets
 import tempfile
 
 import orjson
-from flask import Flask, make_response
+from flask import Flask
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from sqlalchemy import event
@@ -152,10 +152,8 @@ def register_resources(app):
     @api.representation("application/json")
     def output_json(data, code, headers=None):
         # orjson: fast, and it never writes NaN (invalid JSON) the way json.dumps can.
-        response = make_response(orjson.dumps(data), code)
-        response.headers.extend(headers or {})
-        response.mimetype = "application/json"
-        return response
+        return app.response_class(orjson.dumps(data), status=code, headers=headers,
+                                  mimetype="application/json")
 
     api.add_resource(UserRegister, "/register")
     api.add_resource(UserLogin, "/login")

@@ -1,21 +1,24 @@
 """The benchmark's one entry point: `make bench`, or `.venv/bin/python bench/run.py`.
 
 What one run does (bench/README.md explains how to read the output):
-1. For each data size -- 1 store x 10 items, then 20 stores x 50 items -- build
+1. Start the bare Flask app (bench/bare_app.py) under the same uWSGI flags as
+   the real app; it idles until a comparison needs it.
+2. For each data size -- 1 store x 10 items, then 20 stores x 50 items -- build
    a fresh SQLite database (`flask db upgrade`), start the real app under
    uwsgi.ini with 2 processes x 1 thread, seed the data over HTTP, and drive
    each endpoint with wrk: GET /item/<name>, GET /items?per_page=1000 and
-   GET /stores (all with a token where the contract asks for one), and
-   POST /login. GET /health once, as the floor of per-request cost.
-2. Paging: 100,000 items seeded straight into SQLite; GET /items?page=1 vs
+   GET /stores (with a token where the contract asks for one), and
+   POST /login; GET /health once, as the floor of per-request cost. Right
+   after each run, the bare app serves the exact body the real app returned,
+   pre-serialised and/or json.dumps'ed each time, under the same wrk settings:
+   back to back, so both see the same machine.
+3. Paging: 100,000 items seeded straight into SQLite; GET /items?page=1 vs
    the last page.
-3. The bare Flask app (bench/bare_app.py) under the same uWSGI flags, serving
-   the exact bodies the real app returned, pre-serialised and json.dumps'ed.
 4. Print the table and write bench/RESULTS.md; raw wrk reports and uWSGI logs
    go to bench/out/.
 
-With --bare-only only step 3 runs, on synthetic bodies of the contract's
-shape (to check the harness without the app).
+With --bare-only only the bare app runs, on synthetic bodies of the
+contract's shape (to check the harness without the real app).
 
 Settings (environment): BENCH_DURATION (seconds per measured run, default 10),
 BENCH_WARMUP (seconds of unmeasured load before each run, default 2),
@@ -29,6 +32,7 @@ import json
 import math
 import os
 import re
+import resource
 import secrets
 import shlex
 import shutil
@@ -80,6 +84,7 @@ class Measurement:
     result: WrkResult
     cpu_ms_per_request: float
     respawns: int
+    other_load: float  # share of the machine's CPU other processes used during the run
 
     @property
     def body_bytes(self):
@@ -93,6 +98,8 @@ class Settings:
     port: int = int(os.environ.get("BENCH_PORT", "20000"))
     workdir: Path = Path(os.environ.get("BENCH_WORKDIR", "/tmp/stores-bench"))
     paging: bool = os.environ.get("BENCH_PAGING", "1") != "0"
+    retries: int = int(os.environ.get("BENCH_RETRIES", "1"))
+    busy_limit: float = float(os.environ.get("BENCH_BUSY_LIMIT", "10")) / 100
     uwsgi_args: list = field(default_factory=lambda: shlex.split(os.environ.get("BENCH_UWSGI_ARGS", "")))
 
     def describe(self):
@@ -100,7 +107,9 @@ class Settings:
             f"uWSGI: `uwsgi --ini uwsgi.ini --processes 2 --threads 1 --disable-logging"
             f"{' ' + shlex.join(self.uwsgi_args) if self.uwsgi_args else ''}`",
             f"wrk: {THREADS} threads, {CONNECTIONS} connections, {self.duration} s per run "
-            f"after {self.warmup} s of warm-up, `--latency`, on 127.0.0.1",
+            f"after {self.warmup} s of warm-up, `--latency`, on 127.0.0.1; a run during which other "
+            f"processes used more than {self.busy_limit:.0%} of the CPU is repeated up to "
+            f"{self.retries} time(s), keeping the quietest",
             "real app: APP_ENV=production, SQLite, no REDIS_URL (blocklist in the database), "
             "LOGIN_RATE_LIMIT=1000000 per minute, argon2 at the production default",
         ]
@@ -115,6 +124,8 @@ class Bench:
         self.argon2_info = None
         # Production refuses a JWT secret under 32 bytes; this one is 64 characters.
         self.jwt_secret = secrets.token_urlsafe(48)
+        self.bodies_dir = settings.workdir / "bodies"
+        self.bare = None
 
     # --- one measured wrk run ---------------------------------------------
 
@@ -126,7 +137,7 @@ class Bench:
 
         # One request by hand first: a run of errors would measure nothing, and
         # the body is what the bare app will serve.
-        request_headers = dict(h.split(": ", 1) for h in headers) | {"Connection": "close"}
+        request_headers = dict(h.split(": ", 1) for h in headers)
         if login:
             response = requests.post(url, json={"username": seed.USERNAME, "password": seed.PASSWORD},
                                      headers=request_headers, timeout=30)
@@ -137,24 +148,51 @@ class Bench:
 
         if self.settings.warmup:
             run_wrk(url, self.settings.warmup, headers, script, script_args)
-        respawns_before = server.respawn_count()
-        cpu_before = server.cpu_ticks()
-        result = run_wrk(url, self.settings.duration, headers, script, script_args)
-        cpu_after = server.cpu_ticks()
+        # On a shared machine another process may take the cores mid-run and
+        # move req/s by half. Measure how much CPU others used during the run;
+        # if it was too much, run again (at most BENCH_RETRIES times) and keep
+        # the quietest attempt.
+        best = None
+        for _ in range(1 + self.settings.retries):
+            attempt = self.one_run(server, url, headers, script, script_args)
+            if best is None or attempt["other_load"] < best["other_load"]:
+                best = attempt
+            if best["other_load"] <= self.settings.busy_limit:
+                break
+        result = best["result"]
 
         slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{server.name} {endpoint} {size_key}").strip("-")
         (OUT_DIR / f"wrk-{slug}.txt").write_text(f"{url}\n{result.text}")
-        cpu_ms = (cpu_after - cpu_before) * 1000 / CLOCK_TICKS / max(result.requests, 1)
         measurement = Measurement(
             server="bare" if server.name == "bare" else "app", endpoint=endpoint,
             endpoint_key=endpoint_key, size=size_label, size_key=size_key, body_key=body_key,
             compare_with=compare_with, body=response.content, result=result,
-            cpu_ms_per_request=cpu_ms, respawns=server.respawn_count() - respawns_before)
+            cpu_ms_per_request=best["cpu_ms"], respawns=best["respawns"], other_load=best["other_load"])
         self.measurements.append(measurement)
         print(f"  {endpoint:<38} {size_label:<14} {result.requests_per_second:>10,.1f} req/s  "
               f"p99 {result.p99_ms:>8.2f} ms  non-2xx {result.non_2xx}  "
-              f"socket errors {result.socket_error_total}  CPU {cpu_ms:.2f} ms/req", flush=True)
+              f"socket errors {result.socket_error_total}  CPU {best['cpu_ms']:.2f} ms/req  "
+              f"others {best['other_load']:.0%}", flush=True)
         return measurement
+
+    def one_run(self, server, url, headers, script, script_args):
+        """One measured wrk run, with the server's CPU and everybody else's."""
+        server.wait_idle()
+        respawns_before = server.respawn_count()
+        machine_before = machine_cpu_ticks()
+        wrk_before = children_cpu_ticks()
+        server_before = server.cpu_ticks()
+        result = run_wrk(url, self.settings.duration, headers, script, script_args)
+        server_ticks = server.cpu_ticks() - server_before
+        wrk_ticks = children_cpu_ticks() - wrk_before
+        busy, total = (after - before for after, before in zip(machine_cpu_ticks(), machine_before))
+        return {
+            "result": result,
+            "cpu_ms": server_ticks * 1000 / CLOCK_TICKS / max(result.requests, 1),
+            "respawns": server.respawn_count() - respawns_before,
+            # Share of the machine's CPU capacity used by neither the server nor wrk.
+            "other_load": max(busy - server_ticks - wrk_ticks, 0) / max(total, 1),
+        }
 
     # --- the real app -----------------------------------------------------
 
@@ -200,20 +238,24 @@ class Bench:
                 self.argon2_info = report.argon2_summary(seed.password_hash(db_path), seed.PASSWORD)
 
             if with_health:
-                self.measure(server, "GET /health", "health", "-", "-", "/health", compare_with="health",
-                             body_key="health")
+                self.measure(server, "GET /health", "health", "-", "-", "/health", compare_with="health")
+                self.measure(self.bare, "GET /health", "health", "-", "-", "/health")
             one = names[len(names) // 2 - 1]  # item-000005, item-000500
-            self.measure(server, "GET /item/<name> (auth)", "item", size.label, size.key, f"/item/{one}",
-                         token=token, body_key=f"item-{size.key}", compare_with="bytes")
-            items = self.measure(server, "GET /items?per_page=1000 (auth)", "items", size.label, size.key,
-                                 "/items?per_page=1000", token=token, body_key=f"items-{size.key}",
-                                 compare_with="dumps")
-            stores = self.measure(server, "GET /stores", "stores", size.label, size.key, "/stores",
-                                  body_key=f"stores-{size.key}", compare_with="dumps")
+            self.compared(self.measure(
+                server, "GET /item/<name> (auth)", "item", size.label, size.key, f"/item/{one}",
+                token=token, body_key=f"item-{size.key}", compare_with="bytes"), "bytes")
+            items = self.compared(self.measure(
+                server, "GET /items?per_page=1000 (auth)", "items", size.label, size.key,
+                "/items?per_page=1000", token=token, body_key=f"items-{size.key}",
+                compare_with="dumps"), "dumps", "bytes")
+            stores = self.compared(self.measure(
+                server, "GET /stores", "stores", size.label, size.key, "/stores",
+                body_key=f"stores-{size.key}", compare_with="dumps"), "dumps", "bytes")
             # The runs must have listed everything that was seeded.
             check_count(items.body, "items", size.items)
             check_count(stores.body, "stores", size.stores)
             self.measure(server, "POST /login", "login", size.label, size.key, "/login", login=True)
+            server.wait_idle()
             self.rss_by_server[server.name] = server.worker_rss_kib()
         finally:
             server.stop()
@@ -241,43 +283,63 @@ class Bench:
                 f"Paging at {listed['total']:,} items, {listed['per_page']} per page: the last page serves "
                 f"{last.result.requests_per_second / first.result.requests_per_second:.2f}x the "
                 f"requests/s of page 1 (p99 {first.result.p99_ms:.1f} ms vs {last.result.p99_ms:.1f} ms).")
+            server.wait_idle()
             self.rss_by_server[server.name] = server.worker_rss_kib()
         finally:
             server.stop()
 
     # --- the bare app -----------------------------------------------------
 
-    def run_bare(self, bodies, port):
+    def start_bare(self, port):
         print("bare Flask app (bench/bare_app.py), same uWSGI flags", flush=True)
-        bodies_dir = self.settings.workdir / "bodies"
-        shutil.rmtree(bodies_dir, ignore_errors=True)
-        bodies_dir.mkdir(parents=True)
-        for key, body in bodies.items():
-            (bodies_dir / f"{key}.json").write_bytes(body)
+        shutil.rmtree(self.bodies_dir, ignore_errors=True)
+        self.bodies_dir.mkdir(parents=True)
         env = {key: value for key, value in os.environ.items() if not key.startswith("UWSGI_")}
-        env["BENCH_BODIES_DIR"] = str(bodies_dir)
+        env["BENCH_BODIES_DIR"] = str(self.bodies_dir)
         # Same ini and flags; only the module differs (a later --module wins).
-        server = UwsgiServer("bare", PROJECT_DIR, port, env, OUT_DIR / "uwsgi-bare.log",
-                             extra_args=["--pythonpath", str(BENCH_DIR), "--module", "bare_app:app",
-                                         *self.settings.uwsgi_args])
-        server.start()
-        try:
-            self.measure(server, "GET /health", "health", "-", "-", "/health", body_key="health")
-            for key, body in bodies.items():
-                size_key = key.split("-", 1)[1]
-                size_label = next((s.label for s in SIZES if s.key == size_key), size_key)
-                for variant in ("bytes", "dumps"):
-                    self.measure(server, f"GET /{variant}/{key}", variant, size_label, size_key,
-                                 f"/{variant}/{key}", body_key=key)
-            self.rss_by_server[server.name] = server.worker_rss_kib()
-        finally:
-            server.stop()
+        self.bare = UwsgiServer("bare", PROJECT_DIR, port, env, OUT_DIR / "uwsgi-bare.log",
+                                extra_args=["--pythonpath", str(BENCH_DIR), "--module", "bare_app:app",
+                                            *self.settings.uwsgi_args])
+        self.bare.start()
+
+    def stop_bare(self):
+        self.bare.wait_idle()
+        self.rss_by_server["bare"] = self.bare.worker_rss_kib()
+        self.bare.stop()
+
+    def bare_run(self, key, body, variants, size_label, size_key):
+        """Serve `body` from the bare app and measure it, once per variant."""
+        (self.bodies_dir / f"{key}.json").write_bytes(body)
+        for variant in variants:
+            self.measure(self.bare, f"GET /{variant}/{key}", variant, size_label, size_key,
+                         f"/{variant}/{key}", body_key=key)
+
+    def compared(self, measurement, *variants):
+        """Measure the bare app on the body `measurement` just got."""
+        self.bare_run(measurement.body_key, measurement.body, variants, measurement.size,
+                      measurement.size_key)
+        return measurement
 
     def comparators(self):
         """Each app measurement -> the bare run it is compared with."""
         bare = {(m.endpoint_key, m.body_key): m for m in self.measurements if m.server == "bare"}
         return {id(m): bare[(m.compare_with, m.body_key)] for m in self.measurements
                 if m.server == "app" and (m.compare_with, m.body_key) in bare}
+
+
+def machine_cpu_ticks():
+    """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat.
+    Interrupt time is left out of "busy": at 10,000 connections a second most
+    of it is the loopback traffic of the run itself, charged to no process."""
+    fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return user + nice + system + steal, sum(fields)
+
+
+def children_cpu_ticks():
+    """CPU used by this process's finished children (the wrk runs), in clock ticks."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round((usage.ru_utime + usage.ru_stime) * CLOCK_TICKS)
 
 
 def check_count(body, key, expected):
@@ -321,17 +383,23 @@ def main():
     port = settings.port
     version_of_wrk = wrk_version()  # fails early, with a hint, when wrk is missing
 
-    if args.bare_only:
-        bodies = synthetic_bodies()
-        bench.notes.append("Bare app only, on synthetic bodies of the contract's shape (--bare-only).")
-    else:
-        for index, size in enumerate(SIZES):
-            bench.run_app_size(size, port + 1 + index, with_health=index == 0)
-        if settings.paging:
-            bench.run_paging(port + 3)
-        bodies = {m.body_key: m.body for m in bench.measurements
-                  if m.server == "app" and m.compare_with in ("bytes", "dumps")}
-    bench.run_bare(bodies, port + 4)
+    bench.start_bare(port)
+    try:
+        if args.bare_only:
+            bench.notes.append("Bare app only, on synthetic bodies of the contract's shape (--bare-only).")
+            bench.measure(bench.bare, "GET /health", "health", "-", "-", "/health")
+            for key, body in synthetic_bodies().items():
+                size_key = key.split("-", 1)[1]
+                size_label = next(s.label for s in SIZES if s.key == size_key)
+                variants = ("bytes",) if key.startswith("item-") else ("dumps", "bytes")
+                bench.bare_run(key, body, variants, size_label, size_key)
+        else:
+            for index, size in enumerate(SIZES):
+                bench.run_app_size(size, port + 1 + index, with_health=index == 0)
+            if settings.paging:
+                bench.run_paging(port + 3)
+    finally:
+        bench.stop_bare()
 
     comparators = bench.comparators()
     title = "Benchmark results: the Stores API vs a bare Flask app"

@@ -31,14 +31,14 @@ class ApiClient:
 
     def __init__(self, base_url):
         self.base_url = base_url
-        self.http = requests.Session()
-        # uWSGI's http-socket closes the connection after each response; say so
-        # up front rather than have the client find a dead pooled connection.
-        self.http.headers["Connection"] = "close"
         self.access_token = None
 
     def call(self, method, path, expect, **kwargs):
-        response = self.http.request(method, self.base_url + path, timeout=30, **kwargs)
+        # A new connection per call, on purpose: uWSGI's http-socket closes the
+        # connection after each response without saying "Connection: close",
+        # so a pooled connection (requests.Session) may be reused just as the
+        # server closes it, and the POST sent on it is answered with a reset.
+        response = requests.request(method, self.base_url + path, timeout=30, **kwargs)
         if response.status_code not in expect:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
         return response

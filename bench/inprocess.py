@@ -1,0 +1,148 @@
+"""Per-request CPU of the app's WSGI callable, in-process: no uWSGI, no sockets, no wrk.
+
+A quick and steady check of what a code change costs or saves, in a few
+seconds and nearly independent of what else the machine is doing (it counts
+this process's CPU time, not wall time). The real benchmark is bench/run.py;
+this is the tool for the loop "change, measure, change".
+
+    .venv/bin/python bench/inprocess.py                  # ms of CPU per request
+    .venv/bin/python bench/inprocess.py --profile item   # and a pyinstrument profile
+
+It builds a fresh SQLite database in a temporary directory (`flask db
+upgrade`), loads the app as production would (APP_ENV=production, argon2 at
+full cost), seeds 20 stores x 50 items through the app itself, then calls the
+WSGI callable directly with a prepared environ for each endpoint. The
+request-log line is still written (to /dev/null), so its cost is counted.
+--profile needs pyinstrument (`.venv/bin/pip install pyinstrument`).
+"""
+import argparse
+import io
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from seed import PASSWORD, USERNAME, item_name, item_price, store_name
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+STORES, ITEMS_PER_STORE = 20, 50
+
+
+def load_app(db_path):
+    """The app, configured from the environment as uWSGI would load it."""
+    os.environ.pop("REDIS_URL", None)
+    os.environ.update(APP_ENV="production", JWT_SECRET_KEY=secrets.token_urlsafe(48),
+                      DATABASE_URL=f"sqlite:///{db_path}", LOGIN_RATE_LIMIT="1000000 per minute")
+    subprocess.run([str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
+                   cwd=PROJECT_DIR, check=True, capture_output=True)
+    sys.path.insert(0, str(PROJECT_DIR))
+    os.chdir(PROJECT_DIR)
+    import app as app_module
+    # Keep the per-request log line (its cost is real) but not on the terminal.
+    logger = logging.getLogger("stores_api")
+    logger.handlers[:] = [logging.FileHandler(os.devnull)]
+    return app_module.app
+
+
+def environ(method, path, query="", headers=None, body=None):
+    from werkzeug.test import EnvironBuilder
+    return EnvironBuilder(method=method, path=path, query_string=query, headers=headers or {},
+                          json=body).get_environ()
+
+
+def call(app, env):
+    """One request through the WSGI callable; returns (status, body bytes)."""
+    env = dict(env)
+    env["wsgi.input"] = io.BytesIO(env.pop("bench.body", b""))
+    status = []
+    chunks = app(env, lambda s, headers, exc_info=None: status.append(s))
+    try:
+        body = b"".join(chunks)
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    return status[0], body
+
+
+def post(app, path, body, headers=None):
+    env = environ("POST", path, headers=headers, body=body)
+    env["bench.body"] = env["wsgi.input"].read()
+    status, data = call(app, env)
+    if not status.startswith("20"):
+        raise RuntimeError(f"POST {path} -> {status}: {data[:300]!r}")
+    return json.loads(data)
+
+
+def seed(app):
+    credentials = {"username": USERNAME, "password": PASSWORD}
+    post(app, "/register", credentials)
+    token = post(app, "/login", credentials)["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    number = 0
+    for store in range(1, STORES + 1):
+        store_id = post(app, f"/store/{store_name(store)}", None, auth)["id"]
+        for _ in range(ITEMS_PER_STORE):
+            number += 1
+            post(app, f"/item/{item_name(number)}", {"price": item_price(number), "store_id": store_id}, auth)
+    return auth
+
+
+def endpoints(auth):
+    middle = item_name(STORES * ITEMS_PER_STORE // 2)
+    return {
+        "health": environ("GET", "/health"),
+        "item": environ("GET", f"/item/{middle}", headers=auth),
+        "items": environ("GET", "/items", "per_page=1000", headers=auth),
+        "stores": environ("GET", "/stores"),
+    }
+
+
+def cpu_ms_per_request(app, env, requests):
+    for _ in range(min(100, requests)):  # warm caches (SQLAlchemy, pool, tokens)
+        call(app, env)
+    started = time.process_time()
+    for _ in range(requests):
+        call(app, env)
+    return (time.process_time() - started) * 1000 / requests
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="requests per endpoint (the 1,000-item lists get a tenth)")
+    parser.add_argument("--profile", choices=["health", "item", "items", "stores"],
+                        help="also print a pyinstrument profile of this endpoint")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="stores-inprocess-") as workdir:
+        app = load_app(Path(workdir) / "bench.db")
+        started = time.monotonic()
+        auth = seed(app)
+        print(f"seeded {STORES} stores x {ITEMS_PER_STORE} items in {time.monotonic() - started:.1f} s")
+        cases = endpoints(auth)
+        for name, env in cases.items():
+            status, _ = call(app, env)
+            if not status.startswith("200"):
+                raise RuntimeError(f"{name}: {status}")
+            requests = args.requests if name in ("health", "item") else max(args.requests // 10, 50)
+            print(f"{name:<8} {cpu_ms_per_request(app, env, requests):.3f} ms CPU per request "
+                  f"({requests} requests)")
+        if args.profile:
+            from pyinstrument import Profiler
+            profiler = Profiler(interval=0.0001)
+            env = cases[args.profile]
+            requests = args.requests if args.profile in ("health", "item") else max(args.requests // 10, 50)
+            profiler.start()
+            for _ in range(requests):
+                call(app, env)
+            profiler.stop()
+            print(profiler.output_text(unicode=False, color=False))
+
+
+if __name__ == "__main__":
+    main()
