@@ -1,14 +1,14 @@
 """Graceful stop: SIGTERM to the uWSGI master loses no request it had accepted.
 
 systemd (KillMode=mixed) and `kill PID` stop uWSGI with SIGTERM to the master.
-The test fills every worker thread with a slow-ish request (a login: argon2
+The test gives most workers a slow-ish request (a login: argon2
 takes its time), checks in the kernel's socket table that uWSGI has accepted
 all of them (none waits in the listen queue), sends SIGTERM, and requires a
 complete 200 response with tokens for every one.
 
-The server runs with `uwsgi --ini uwsgi.ini --threads N`: the project's
-settings, with enough threads that 16 requests are in flight at once (with the
-default 2x1 only two would be).
+The server runs with `uwsgi --ini uwsgi.ini` and WEB_CONCURRENCY=10: the
+project's settings, with enough worker processes that 8 requests are in
+flight at once (with the default 2 only two would be).
 """
 
 import signal
@@ -25,10 +25,13 @@ from tests.e2e.nginx_harness import free_port, wait_for_port
 
 pytestmark = pytest.mark.live
 
-PROCESSES, THREADS = 4, 6
-# Fewer requests than worker threads: a thread that is a moment late back in
+# Single-threaded workers, as in production (threads = 1 in uwsgi.ini).
+# (With several threads per worker, uWSGI 2.0's graceful stop sometimes waits
+# out worker-reload-mercy for threads blocked in accept().)
+PROCESSES = 10
+# Fewer requests than workers: a worker that is a moment late back in
 # accept() must not leave a request waiting in the listen queue.
-IN_FLIGHT = 16
+IN_FLIGHT = 8
 TCP_ESTABLISHED, TCP_LISTEN = "01", "0A"
 
 
@@ -69,13 +72,21 @@ def test_sigterm_finishes_every_accepted_request(empty_database, tmp_path):
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "uwsgi.log"
     with open(log_path, "w") as log:
-        server = subprocess.Popen([str(BIN / "uwsgi"), "--ini", "uwsgi.ini", "--threads", str(THREADS)],
+        server = subprocess.Popen([str(BIN / "uwsgi"), "--ini", "uwsgi.ini"],
                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     http = requests.Session()
     http.trust_env = False
     try:
         wait_for_port(port, 30, server)
+        # Every worker has loaded the app (lazy-apps): a SIGTERM that reaches
+        # uWSGI 2.0 while workers are still loading leaves those workers
+        # running, and the master waiting for them (a uWSGI bug this test is
+        # not about).
+        deadline = time.monotonic() + 30
+        while log_path.read_text().count("WSGI app 0 (mountpoint='') ready") < PROCESSES:
+            assert time.monotonic() < deadline, "not every uWSGI worker became ready"
+            time.sleep(0.05)
         credentials = {"username": "graceful_user", "password": "graceful-password"}
         assert http.post(f"{url}/register", json=credentials, timeout=30).status_code == 201
 
