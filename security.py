@@ -108,7 +108,7 @@ def current_user_is_admin():
 def check_if_token_revoked(jwt_header, jwt_payload):
     """One round trip to the blocklist answers "revoked?" and "user deleted?"."""
     sid, sub = jwt_payload.get("sid"), jwt_payload.get("sub")
-    if not isinstance(sid, str) or not isinstance(sub, str) or not sub.isdigit():
+    if not isinstance(sid, str) or not isinstance(sub, str) or not (sub.isascii() and sub.isdigit()):
         # Signed with our key but not issued by this API's login: refuse.
         raise UserLookupError("Token claims are incomplete.", jwt_header, jwt_payload)
     status = revocation_store().status(sid, int(sub))
