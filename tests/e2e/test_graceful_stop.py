@@ -11,7 +11,9 @@ project's settings, with enough worker processes that 8 requests are in
 flight at once (with the default 2 only two would be).
 """
 
+import json
 import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -62,8 +64,16 @@ def all_accepted(port, count):
     return held >= count and queued == 0
 
 
+def workers_in_request(stats_port):
+    """How many workers are inside a request, from uWSGI's stats server."""
+    with socket.create_connection(("127.0.0.1", stats_port), timeout=5) as conn:
+        data = b"".join(iter(lambda: conn.recv(65536), b""))
+    workers = json.loads(data)["workers"]
+    return sum(1 for worker in workers if any(core["in_request"] for core in worker["cores"]))
+
+
 def test_sigterm_finishes_every_accepted_request(empty_database, tmp_path):
-    port = free_port()
+    port, stats_port = free_port(), free_port()
     env = app_env(empty_database, PORT=str(port), WEB_CONCURRENCY=str(PROCESSES),
                   # Costlier hashing than the default makes each login take
                   # ~0.15 s of CPU, so all of them are still running at SIGTERM.
@@ -72,7 +82,8 @@ def test_sigterm_finishes_every_accepted_request(empty_database, tmp_path):
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "uwsgi.log"
     with open(log_path, "w") as log:
-        server = subprocess.Popen([str(BIN / "uwsgi"), "--ini", "uwsgi.ini"],
+        server = subprocess.Popen([str(BIN / "uwsgi"), "--ini", "uwsgi.ini",
+                                   "--stats", f"127.0.0.1:{stats_port}"],
                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     http = requests.Session()
@@ -102,9 +113,11 @@ def test_sigterm_finishes_every_accepted_request(empty_database, tmp_path):
         with ThreadPoolExecutor(IN_FLIGHT) as pool:
             futures = [pool.submit(login, i) for i in range(IN_FLIGHT)]
             # Wait until uWSGI has accepted all of them: every connection is
-            # established and none is left in the listen queue.
+            # established, none is left in the listen queue, and a worker is
+            # inside each request (uWSGI 2.0 can still drop a connection a
+            # worker has taken from the queue but not begun to read).
             deadline = time.monotonic() + 10
-            while not all_accepted(port, IN_FLIGHT):
+            while not (all_accepted(port, IN_FLIGHT) and workers_in_request(stats_port) >= IN_FLIGHT):
                 assert time.monotonic() < deadline, f"not all accepted: {socket_table(port)}"
                 time.sleep(0.005)
             signalled_at = time.monotonic()
