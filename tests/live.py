@@ -5,6 +5,7 @@
 
 The server runs in its own process group and is always stopped on exit.
 """
+import json
 import os
 import signal
 import socket
@@ -23,6 +24,18 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def uwsgi_workers(stats_port):
+    """The workers as uWSGI's stats server (`--stats 127.0.0.1:PORT`) reports them."""
+    with socket.create_connection(("127.0.0.1", stats_port), timeout=5) as conn:
+        data = b"".join(iter(lambda: conn.recv(65536), b""))
+    return json.loads(data)["workers"]
+
+
+def worker_requests(stats_port):
+    """Requests served so far by each worker, by pid."""
+    return {worker["pid"]: worker["requests"] for worker in uwsgi_workers(stats_port)}
 
 
 def migrate(env):

@@ -3,8 +3,6 @@
 A token logged out through one request must be refused on every following
 request, whichever worker process answers it.
 """
-import json
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,16 +10,9 @@ import pytest
 import requests
 
 from tests import services
-from tests.live import LiveServer, free_port
+from tests.live import LiveServer, free_port, worker_requests
 
 pytestmark = pytest.mark.live
-
-
-def worker_requests(stats_port):
-    """Requests served so far by each worker, from uWSGI's stats server."""
-    with socket.create_connection(("127.0.0.1", stats_port), timeout=5) as s:
-        data = b"".join(iter(lambda: s.recv(65536), b""))
-    return {w["pid"]: w["requests"] for w in json.loads(data)["workers"]}
 
 
 def settled_worker_requests(stats_port):

@@ -3,7 +3,6 @@
 Counted with a SQLAlchemy event listener on the app's engine: a counted fact,
 so it is asserted (speed itself is measured in bench/, never asserted here).
 """
-import pytest
 from sqlalchemy import event
 
 from db import db

@@ -18,9 +18,8 @@ import pytest
 import requests
 
 from tests import services
-from tests.live import LiveServer, free_port
+from tests.live import LiveServer, free_port, worker_requests
 from tests.outages import PrivatePostgres, PrivateRedis
-from tests.test_live_server import worker_requests
 
 pytestmark = pytest.mark.live
 
@@ -66,10 +65,15 @@ def test_concurrent_registrations_of_one_name(postgres_server):
     assert all(r.json()["error"] == "conflict" for r in answers if r.status_code == 409)
 
 
+def user_with_store(url, username):
+    """An access token of a new user, and the id of a new store named after them."""
+    headers = bearer(log_in(url, username)["access_token"])
+    return headers, requests.post(f"{url}/store/{username}-shop", headers=headers).json()["id"]
+
+
 def test_concurrent_creates_of_one_item(postgres_server):
     url = postgres_server.url
-    headers = bearer(log_in(url, "item-racer")["access_token"])
-    store_id = requests.post(f"{url}/store/race-shop", headers=headers).json()["id"]
+    headers, store_id = user_with_store(url, "item-racer")
     answers = simultaneously(20, lambda i: requests.post(
         f"{url}/item/widget", headers=headers, json={"price": i, "store_id": store_id}))
     assert sorted(r.status_code for r in answers) == [201] + [409] * 19
@@ -77,8 +81,7 @@ def test_concurrent_creates_of_one_item(postgres_server):
 
 def test_concurrent_puts_of_one_new_item(postgres_server):
     url = postgres_server.url
-    headers = bearer(log_in(url, "put-racer")["access_token"])
-    store_id = requests.post(f"{url}/store/put-shop", headers=headers).json()["id"]
+    headers, store_id = user_with_store(url, "put-racer")
     answers = simultaneously(20, lambda i: requests.put(
         f"{url}/item/gadget", headers=headers, json={"price": i, "store_id": store_id}))
     statuses = [r.status_code for r in answers]

@@ -11,9 +11,7 @@ project's settings, with enough worker processes that 8 requests are in
 flight at once (with the default 2 only two would be).
 """
 
-import json
 import signal
-import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +22,7 @@ import requests
 
 from tests.e2e.conftest import BIN, ROOT, app_env, flask_cli, stop_process_group
 from tests.e2e.nginx_harness import free_port, wait_for_port
+from tests.live import uwsgi_workers
 
 pytestmark = pytest.mark.live
 
@@ -66,10 +65,8 @@ def all_accepted(port, count):
 
 def workers_in_request(stats_port):
     """How many workers are inside a request, from uWSGI's stats server."""
-    with socket.create_connection(("127.0.0.1", stats_port), timeout=5) as conn:
-        data = b"".join(iter(lambda: conn.recv(65536), b""))
-    workers = json.loads(data)["workers"]
-    return sum(1 for worker in workers if any(core["in_request"] for core in worker["cores"]))
+    return sum(1 for worker in uwsgi_workers(stats_port)
+               if any(core["in_request"] for core in worker["cores"]))
 
 
 def test_sigterm_finishes_every_accepted_request(empty_database, tmp_path):
