@@ -175,6 +175,7 @@ def limit_logins(app):
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
     if app.config.get("REDIS_URL"):
         app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", redis_options(app.config))
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["REDIS_KEY_PREFIX"] + "limits")
     limiter = Limiter(key_func=get_remote_address, app=app)
     # Its before_request hook enforces default limits, of which there are none;
     # the decorators below check /login themselves. The hook cost ~0.1 ms on

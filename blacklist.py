@@ -55,23 +55,24 @@ class DatabaseBlocklist:
 
 
 class RedisBlocklist:
-    def __init__(self, url, lifetime, **options):
+    def __init__(self, url, lifetime, prefix="", **options):
         import redis  # only when configured: the client costs ~7 MB per process
 
         self.lifetime = lifetime
+        self.prefix = prefix
         # Short timeouts: when Redis is down, answer 503 quickly, never hang.
         self.redis = redis.Redis.from_url(
             url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30, **options
         )
 
     def revoke_session(self, sid):
-        self.redis.set(f"revoked:session:{sid}", 1, ex=self.lifetime)
+        self.redis.set(f"{self.prefix}revoked:session:{sid}", 1, ex=self.lifetime)
 
     def revoke_user(self, user_id):
-        self.redis.set(f"revoked:user:{user_id}", 1, ex=self.lifetime)
+        self.redis.set(f"{self.prefix}revoked:user:{user_id}", 1, ex=self.lifetime)
 
     def status(self, sid, user_id):
-        session, user = self.redis.mget(f"revoked:session:{sid}", f"revoked:user:{user_id}")
+        session, user = self.redis.mget(f"{self.prefix}revoked:session:{sid}", f"{self.prefix}revoked:user:{user_id}")
         if user is not None:
             return USER_GONE
         return REVOKED if session is not None else ACTIVE
@@ -93,5 +94,5 @@ def make_blocklist(config):
     if not isinstance(lifetime, timedelta):
         lifetime = timedelta(seconds=lifetime)
     if config.get("REDIS_URL"):
-        return RedisBlocklist(config["REDIS_URL"], lifetime, **redis_options(config))
+        return RedisBlocklist(config["REDIS_URL"], lifetime, config["REDIS_KEY_PREFIX"], **redis_options(config))
     return DatabaseBlocklist(lifetime)

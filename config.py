@@ -41,6 +41,9 @@ class Config:
     # Heroku Redis serves rediss:// with a self-signed certificate; only there
     # set REDIS_TLS_VERIFY=false.
     REDIS_TLS_VERIFY = os.environ.get("REDIS_TLS_VERIFY", "true").lower() != "false"
+    # Every key this app writes to Redis starts with this, so several apps (or
+    # test runs) can share one Redis without touching each other's keys.
+    REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "stores-api:")
 
     # How many proxies in front of the app append to X-Forwarded-For (Heroku's
     # router: 1). Behind this project's Nginx it is 0: uwsgi_pass gives the

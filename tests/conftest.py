@@ -23,13 +23,16 @@ def database_url(request, tmp_path_factory):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
     else:
-        url = services.POSTGRES_URL
-        services.reset_postgres(url)
+        url = services.scratch_database("stores_test")
     app = create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": url})
     with app.app_context():
         upgrade()
         db.engine.dispose()
     return url
+
+
+def pytest_sessionfinish(session, exitstatus):
+    services.drop_scratch_databases()
 
 
 def empty_tables(url):
@@ -56,6 +59,7 @@ def make_app(database_url, tmp_path):
             "SQLALCHEMY_DATABASE_URI": database_url,
             "JWT_SECRET_KEY": "test-secret-key-" + "x" * 48,
             "REDIS_URL": None,
+            "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
             **settings,
         }
         app = create_app(config)

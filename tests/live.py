@@ -16,6 +16,8 @@ from pathlib import Path
 
 import requests
 
+from tests import services
+
 ROOT = Path(__file__).resolve().parent.parent
 UWSGI = Path(sys.executable).parent / "uwsgi"
 
@@ -58,6 +60,7 @@ class LiveServer:
             "ARGON2_MEMORY_COST": "64",
             "LOGIN_RATE_LIMIT": "100000 per minute",
             "WEB_CONCURRENCY": str(processes),
+            "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
             **(extra_env or {}),
         }
         self.env.pop("REDIS_URL", None)

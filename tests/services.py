@@ -4,6 +4,7 @@ Off CI a missing server skips the tests that need it, with the reason; under
 CI=true it fails them, so CI can never pass with those tests unexecuted.
 """
 import os
+import uuid
 
 import pytest
 import redis
@@ -14,6 +15,12 @@ from config import database_url
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ON_CI = os.environ.get("CI", "").lower() == "true"
+
+# Two checkouts testing at once on one machine must never share state: every
+# scratch database and every Redis key of this run carries this id.
+RUN_ID = uuid.uuid4().hex[:10]
+REDIS_KEY_PREFIX = f"test-{RUN_ID}:"
+_scratch_databases = []
 
 
 def unavailable(reason):
@@ -35,21 +42,31 @@ def reset_postgres(url):
         engine.dispose()
 
 
-def fresh_redis(url=REDIS_URL):
-    """An empty Redis database, or say why Redis cannot be used."""
+def fresh_redis(url=REDIS_URL, prefix=REDIS_KEY_PREFIX):
+    """No keys of this run left in Redis (other runs' keys untouched), or say
+    why Redis cannot be used."""
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
-        client.flushdb()
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
     except redis.exceptions.ConnectionError as e:
         unavailable(f"Redis is not reachable at {url}: {e}")
     return client
 
 
-def scratch_database(name):
-    """A new, empty PostgreSQL database on the test server; its URL."""
+def _admin_engine():
     admin_url = POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
-    engine = sqlalchemy.create_engine(database_url(admin_url), isolation_level="AUTOCOMMIT",
-                                      connect_args={"connect_timeout": 3})
+    return admin_url, sqlalchemy.create_engine(database_url(admin_url), isolation_level="AUTOCOMMIT",
+                                               connect_args={"connect_timeout": 3})
+
+
+def scratch_database(name):
+    """A new, empty PostgreSQL database of this run on the test server; its URL.
+    The run id in its name keeps concurrent runs apart; it is dropped at the end."""
+    name = f"{name}_{RUN_ID}"
+    admin_url, engine = _admin_engine()
+    _scratch_databases.append(name)
     try:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -59,3 +76,19 @@ def scratch_database(name):
     finally:
         engine.dispose()
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_scratch_databases():
+    """Drop every scratch database this run made (called at the end of the session)."""
+    if not _scratch_databases:
+        return
+    _, engine = _admin_engine()
+    try:
+        with engine.connect() as conn:
+            for name in _scratch_databases:
+                conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    except sqlalchemy.exc.OperationalError:
+        pass  # the server went away; nothing left to clean
+    finally:
+        engine.dispose()
+

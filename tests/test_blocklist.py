@@ -100,6 +100,6 @@ def test_redis_entries_expire_with_the_tokens(make_app, redis_url):
     app = make_app(REDIS_URL=redis_url, JWT_REFRESH_TOKEN_EXPIRES=timedelta(hours=2))
     log_in_and_out(app.test_client())
     r = redis_lib.Redis.from_url(redis_url)
-    keys = r.keys("revoked:session:*")
+    keys = r.keys(f"{app.config['REDIS_KEY_PREFIX']}revoked:session:*")
     assert len(keys) == 1
     assert 7000 < r.ttl(keys[0]) <= 7200

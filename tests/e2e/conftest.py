@@ -16,7 +16,6 @@ in the fixture's finalizer, pass or fail.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -29,9 +28,7 @@ from pathlib import Path
 
 import pytest
 import requests
-import sqlalchemy
 
-from config import database_url as sqlalchemy_url
 from tests import services
 from tests.e2e.nginx_harness import NginxServer, find_nginx, free_port, wait_for_port
 from tests.e2e.uwsgi_client import uwsgi_request
@@ -42,8 +39,8 @@ NEWMAN = ROOT / "postman" / "node_modules" / ".bin" / "newman"
 COLLECTION = ROOT / "postman" / "stores-api.postman_collection.json"
 ENVIRONMENT = ROOT / "postman" / "local.postman_environment.json"
 
-E2E_DATABASE_URL = os.environ.get("E2E_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/deploy_e2e")
-E2E_REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/3")
+# Redis keys of this run carry its prefix (services.REDIS_KEY_PREFIX).
+E2E_REDIS_URL = services.REDIS_URL
 
 # One secret for the whole session: instances that share a database must
 # share it too, or they could not read each other's tokens.
@@ -70,6 +67,7 @@ def app_env(database_url: str, redis_url: str | None = None, **extra: str) -> di
         # The tests log in far more often than a person; the limiter itself
         # is tested elsewhere.
         "LOGIN_RATE_LIMIT": "100000 per minute",
+        "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     })
     if redis_url:
@@ -103,27 +101,6 @@ def stop_process_group(proc: subprocess.Popen | None, sig: int = signal.SIGINT, 
     proc.wait()
 
 
-# ------------------------------------------------------------------- lock ----
-
-@pytest.fixture(scope="session", autouse=True)
-def one_e2e_run_at_a_time():
-    """These tests own one database, one Redis db and a port range: a second
-    run on the same machine (say `make test` in two terminals) waits here
-    instead of emptying the database under the first one."""
-    with open(Path(os.environ.get("TMPDIR", "/tmp")) / "stores-api-e2e.lock", "w") as lock:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail("another e2e run has held the lock for 10 minutes")
-                time.sleep(0.5)
-        yield
-        fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 # ------------------------------------------------------------------ tools ----
 
 @pytest.fixture(scope="session")
@@ -153,22 +130,9 @@ def honcho_bin() -> Path:
 
 @pytest.fixture(scope="session")
 def e2e_database_url() -> str:
-    """The PostgreSQL database the deployment tests own, created if missing."""
-    url = E2E_DATABASE_URL
-    name = url.rsplit("/", 1)[1]
-    server = sqlalchemy.create_engine(sqlalchemy_url(url.rsplit("/", 1)[0] + "/postgres"),
-                                      isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with server.connect() as conn:
-            found = conn.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :name"),
-                                 {"name": name}).scalar()
-            if not found:
-                conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    except sqlalchemy.exc.OperationalError as e:
-        services.unavailable(f"PostgreSQL is not reachable at {url}: {e.orig}")
-    finally:
-        server.dispose()
-    return url
+    """The PostgreSQL database the deployment tests own: a scratch database of
+    this run (its name carries the run id), dropped at the end."""
+    return services.scratch_database("deploy_e2e")
 
 
 @pytest.fixture
