@@ -6,8 +6,6 @@ import tempfile
 
 import orjson
 from flask import Flask
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -15,7 +13,7 @@ from werkzeug.routing import BaseConverter
 
 import cli
 import docs
-from blacklist import make_blocklist, redis_options
+from blacklist import Blocklist
 from config import config_class, database_url
 from db import db
 from errors import StoresApi, register_error_handlers, register_jwt_loaders
@@ -28,12 +26,13 @@ from resources.user import (
     User,
     UserLogin,
     UserLogout,
+    UserPassword,
     UserRegister,
-    login_attempt_keys,
-    login_rate_limit,
+    UserSessions,
 )
+from rate_limits import RateLimits
 from request_log import register_request_logging
-from security import Passwords
+from security import Passwords, register_token_checks, return_big_buffers_to_the_os
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +119,11 @@ def register_extensions(app):
     register_migrations(app)
     jwt.init_app(app)
     register_jwt_loaders(jwt)
+    register_token_checks(app, jwt)
+    return_big_buffers_to_the_os()
     app.extensions["passwords"] = Passwords(app.config)
-    app.extensions["blocklist"] = make_blocklist(app.config)
+    app.extensions["blocklist"] = Blocklist(app.config["JWT_REFRESH_TOKEN_EXPIRES"])
+    app.extensions["rate_limits"] = RateLimits(app.config)
 
 
 def register_migrations(app):
@@ -160,31 +162,14 @@ def register_resources(app):
     api.add_resource(UserLogout, "/logout")
     api.add_resource(TokenRefresh, "/refresh")
     api.add_resource(User, "/user/<int:user_id>")
+    api.add_resource(UserPassword, "/user/<int:user_id>/password")
+    api.add_resource(UserSessions, "/user/<int:user_id>/sessions")
     api.add_resource(Store, "/store/<name:name>")
     api.add_resource(StoreList, "/stores")
     api.add_resource(Item, "/item/<name:name>")
     api.add_resource(ItemList, "/items")
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/health/ready")
-    limit_logins(app)
-
-
-def limit_logins(app):
-    """Count /login attempts per client address and per username, in Redis when
-    there is one (shared by every process and instance), else in memory."""
-    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
-    if app.config.get("REDIS_URL"):
-        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", redis_options(app.config))
-    app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["REDIS_KEY_PREFIX"] + "limits")
-    limiter = Limiter(key_func=get_remote_address, app=app)
-    # Its before_request hook enforces default limits, of which there are none;
-    # the decorators below check /login themselves. The hook cost ~0.1 ms on
-    # every request (bench/RESULTS.md), so it goes.
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
-    view = app.view_functions["userlogin"]
-    for scope, key in login_attempt_keys().items():
-        view = limiter.limit(login_rate_limit, key_func=key, scope=scope)(view)
-    app.view_functions["userlogin"] = view
 
 
 app = create_app()

@@ -23,6 +23,14 @@ def database_url(url):
     return url
 
 
+def redis_options(config):
+    """Connection options for REDIS_URL: Heroku Redis serves rediss:// with a
+    self-signed certificate, accepted only when REDIS_TLS_VERIFY=false."""
+    if config["REDIS_URL"].startswith("rediss://") and not config.get("REDIS_TLS_VERIFY", True):
+        return {"ssl_cert_reqs": None}
+    return {}
+
+
 def _int(name, default):
     return int(os.environ.get(name, default))
 
@@ -61,7 +69,15 @@ class Config:
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 65536)
 
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
-    RATELIMIT_HEADERS_ENABLED = True
+    # A username's failed logins from all addresses together: looser, and it
+    # only refuses addresses that have failed themselves (rate_limits.py).
+    LOGIN_USERNAME_FAILURE_LIMIT = os.environ.get("LOGIN_USERNAME_FAILURE_LIMIT", "100 per hour")
+    REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT", "20 per hour")
+
+    # Quotas (admins are exempt) and the bound on items embedded in a store.
+    MAX_STORES_PER_USER = _int("MAX_STORES_PER_USER", 100)
+    MAX_ITEMS_PER_STORE = _int("MAX_ITEMS_PER_STORE", 10000)
+    STORE_ITEMS_EMBEDDED = _int("STORE_ITEMS_EMBEDDED", 100)
 
     # OWASP's minimum for argon2id: 19 MiB, 2 iterations, parallelism 1.
     ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 2)
@@ -108,6 +124,8 @@ class TestingConfig(Config):
     ARGON2_MEMORY_COST = 64
     ARGON2_PARALLELISM = 1
     LOGIN_RATE_LIMIT = "1000 per minute"
+    LOGIN_USERNAME_FAILURE_LIMIT = "10000 per minute"
+    REGISTER_RATE_LIMIT = "1000 per minute"
 
 
 CONFIGS = {

@@ -143,6 +143,23 @@ def register_error_handlers(app):
     app.register_error_handler(Exception, handle_unexpected)
 
 
+def invalid_token_message(reason):
+    """What is wrong with a token, in the API's words (the library's reason
+    names its own internals)."""
+    reason = reason.lower()
+    if "only non-refresh" in reason:
+        return "This is a refresh token; send an access token."
+    if "only refresh" in reason:
+        return "This is an access token; send the refresh token."
+    if "signature" in reason:
+        return "The token's signature is not valid."
+    if "alg" in reason:
+        return "The token is signed with an algorithm this API does not accept."
+    if "header" in reason:
+        return "The Authorization header must be 'Bearer <token>'."
+    return "The token is malformed."
+
+
 def register_jwt_loaders(jwt):
     def unauthorized(status, code, message):
         return error_response(status, code, message, headers={"WWW-Authenticate": "Bearer"})
@@ -151,9 +168,7 @@ def register_jwt_loaders(jwt):
         lambda reason: unauthorized(401, "authorization_required",
                                     "Request does not contain an access token.")
     )
-    jwt.invalid_token_loader(
-        lambda reason: unauthorized(401, "invalid_token", f"Signature verification failed or token is malformed: {reason}")
-    )
+    jwt.invalid_token_loader(lambda reason: unauthorized(401, "invalid_token", invalid_token_message(reason)))
     jwt.expired_token_loader(
         lambda header, payload: unauthorized(401, "token_expired", "The token has expired.")
     )

@@ -38,7 +38,6 @@ class StoresJWTManager(JWTManager):
 
 
 jwt = StoresJWTManager()
-# Made per app in `create_app` instead:
-# - the rate limiter: Flask-Limiter keeps its storage on the Limiter object,
-#   so one shared object would mix the counters of several apps;
+# Made per app in `create_app` instead (each keeps per-app state):
+# - the rate limits (rate_limits.py), whose counters live in their storage;
 # - Flask-Migrate: only where the `flask db` commands can run (see app.py).

@@ -1,10 +1,11 @@
-"""An item for sale in one store, and the queries that list items.
+"""An item for sale in one store, and the queries on items.
 
 Reads run as Core statements on the session's connection
-(`db.session.connection().execute`) and build JSON-ready dicts directly: the
+(`db.session.connection().execute`) and build JSON-ready dicts with
+`item_json`, the one function that shapes an item for every response: the
 ORM's result layer costs more than the rows themselves on the hot paths.
 """
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, delete, func, select
 
 from db import db
 
@@ -26,45 +27,55 @@ class ItemModel(db.Model):
     )
     store = db.relationship("StoreModel", back_populates="items")
 
-    def json(self):
-        return {"id": self.id, "name": self.name, "price": float(self.price), "store_id": self.store_id}
-
-    @classmethod
-    def find_by_name(cls, name):
-        return cls.query.filter_by(name=name).one_or_none()
-
     @classmethod
     def json_by_name(cls, name):
         """The item as a JSON-ready dict, or None. The hot path of GET /item/<name>:
         one SELECT built once, no ORM object."""
         row = db.session.connection().execute(SELECT_BY_NAME, {"name": name}).first()
-        return row_json(row) if row else None
+        return item_json(row) if row else None
+
+    @classmethod
+    def placement(cls, name):
+        """(item id, store id, the store's owner id) of the named item, or None: one SELECT."""
+        from models.store import StoreModel  # circular: stores import items
+
+        query = (select(cls.id, cls.store_id, StoreModel.owner_id)
+                 .join(StoreModel, StoreModel.id == cls.store_id).where(cls.name == name))
+        return db.session.connection().execute(query).first()
+
+    @classmethod
+    def delete_by_id(cls, item_id):
+        return db.session.execute(delete(cls).where(cls.id == item_id)).rowcount == 1
 
     @classmethod
     def rows(cls, *where, limit=None, offset=None):
         """Items as JSON-ready dicts, ordered by id, straight from one SELECT."""
-        query = select(*COLUMNS).where(*where).order_by(cls.id).limit(limit).offset(offset)
-        return [row_json(row) for row in db.session.connection().execute(query)]
+        query = select(*ITEM_COLUMNS).where(*where).order_by(cls.id).limit(limit).offset(offset)
+        return [item_json(row) for row in db.session.connection().execute(query)]
 
     @classmethod
-    def count(cls):
-        return db.session.connection().execute(select(func.count()).select_from(cls)).scalar_one()
+    def count(cls, *where):
+        query = select(func.count()).select_from(cls).where(*where)
+        return db.session.connection().execute(query).scalar_one()
 
     @classmethod
-    def page(cls, page, per_page):
-        """One page of items as dicts, and the total: two statements."""
-        return cls.rows(limit=per_page, offset=(page - 1) * per_page), cls.count()
+    def page(cls, page, per_page, *where, names_only=False):
+        """One page of items (dicts, or just names) and the total: two statements;
+        a page past the end costs only the count."""
+        total = cls.count(*where)
+        offset = (page - 1) * per_page
+        if offset >= total:
+            return [], total
+        if names_only:
+            query = select(cls.name).where(*where).order_by(cls.id).limit(per_page).offset(offset)
+            return list(db.session.connection().execute(query).scalars()), total
+        return cls.rows(*where, limit=per_page, offset=offset), total
 
-    @classmethod
-    def page_of_names(cls, page, per_page):
-        query = select(cls.name).order_by(cls.id).limit(per_page).offset((page - 1) * per_page)
-        return list(db.session.connection().execute(query).scalars()), cls.count()
+
+ITEM_COLUMNS = (ItemModel.id, ItemModel.name, ItemModel.price, ItemModel.store_id)
+SELECT_BY_NAME = select(*ITEM_COLUMNS).where(ItemModel.name == bindparam("name"))
 
 
-COLUMNS = (ItemModel.id, ItemModel.name, ItemModel.price, ItemModel.store_id)
-SELECT_BY_NAME = select(*COLUMNS).where(ItemModel.name == bindparam("name"))
-
-
-def row_json(row):
-    id_, name, price, store_id = row
-    return {"id": id_, "name": name, "price": price, "store_id": store_id}
+def item_json(item):
+    """The one shape of an item in every response: `item` is a row or a model."""
+    return {"id": item.id, "name": item.name, "price": float(item.price), "store_id": item.store_id}

@@ -1,8 +1,12 @@
-"""A store, which has many items, and the queries that list stores."""
-from sqlalchemy import func, select
+"""A store, which has many items and one owner, and the queries on stores.
+
+Reads run as Core statements and build JSON-ready dicts with `store_json`,
+the one function that shapes a store for every response.
+"""
+from sqlalchemy import func, select, update
 
 from db import db
-from models.item import ItemModel
+from models.item import ITEM_COLUMNS, ItemModel, item_json
 
 
 class StoreModel(db.Model):
@@ -14,6 +18,11 @@ class StoreModel(db.Model):
 
     id = db.Column(db.Integer, primary_key=True)
     name = db.Column(db.String(80), nullable=False)
+    # Who may change the store and its items (with admins). NULL for stores
+    # made before stores had owners, and for stores whose owner was deleted.
+    owner_id = db.Column(
+        db.Integer, db.ForeignKey("users.id", name="fk_stores_owner_id", ondelete="SET NULL"), index=True
+    )
     # A store has many items. Reads build JSON with Core queries (below), so
     # the relationship is never loaded on a hot path; the database refuses to
     # delete a store that still has items (ondelete RESTRICT).
@@ -25,34 +34,82 @@ class StoreModel(db.Model):
         return cls.query.filter_by(name=name).one_or_none()
 
     @classmethod
-    def json_by_name(cls, name):
-        """The store with its items as JSON-ready dicts, or None: two SELECTs, no ORM objects."""
-        row = db.session.connection().execute(select(cls.id, cls.name).where(cls.name == name)).first()
-        if row is None:
-            return None
-        return {"id": row.id, "name": row.name, "items": ItemModel.rows(ItemModel.store_id == row.id)}
+    def owner_of(cls, store_id):
+        """(True, owner_id) for an existing store, (False, None) otherwise: one SELECT."""
+        row = db.session.connection().execute(select(cls.owner_id).where(cls.id == store_id)).first()
+        return (True, row.owner_id) if row else (False, None)
 
     @classmethod
-    def exists(cls, store_id):
-        return db.session.connection().execute(select(cls.id).where(cls.id == store_id)).first() is not None
+    def json_by_name(cls, name, embedded):
+        """The store with its first `embedded` items, or None: two SELECTs."""
+        query = select(*STORE_COLUMNS, items_total_of(cls.id)).where(cls.name == name)
+        row = db.session.connection().execute(query).first()
+        if row is None:
+            return None
+        items = ItemModel.rows(ItemModel.store_id == row.id, limit=embedded)
+        return store_json(row, items, row.items_total)
+
+    @classmethod
+    def count(cls):
+        return db.session.connection().execute(select(func.count()).select_from(cls)).scalar_one()
+
+    @classmethod
+    def count_owned_by(cls, user_id):
+        query = select(func.count()).select_from(cls).where(cls.owner_id == user_id)
+        return db.session.connection().execute(query).scalar_one()
+
+    @classmethod
+    def lock(cls, store_id):
+        """Take the store's row lock until the transaction ends (see UserModel.lock)."""
+        db.session.execute(update(cls).where(cls.id == store_id).values(id=cls.id))
 
     def has_items(self):
         query = select(ItemModel.id).where(ItemModel.store_id == self.id).limit(1)
         return db.session.connection().execute(query).first() is not None
 
     @classmethod
-    def page(cls, page, per_page):
-        """One page of stores with their items as JSON-ready dicts, and the total.
+    def page(cls, page, per_page, embedded):
+        """One page of stores, each with its first `embedded` items, and the total.
 
-        Three statements whatever the page size: the count, the stores, and
-        every item of those stores at once (no query per store).
+        Three statements whatever the data: the count, the stores (with their
+        item counts), and the embedded items of all of them at once. A page
+        past the end costs only the count.
         """
-        total = db.session.connection().execute(select(func.count()).select_from(cls)).scalar_one()
+        total = cls.count()
+        offset = (page - 1) * per_page
+        if offset >= total:
+            return [], total
         stores = db.session.connection().execute(
-            select(cls.id, cls.name).order_by(cls.id).limit(per_page).offset((page - 1) * per_page)
+            select(*STORE_COLUMNS, items_total_of(cls.id)).order_by(cls.id).limit(per_page).offset(offset)
         ).all()
-        by_id = {id_: {"id": id_, "name": name, "items": []} for id_, name in stores}
-        if by_id:
-            for item in ItemModel.rows(ItemModel.store_id.in_(by_id)):
-                by_id[item["store_id"]]["items"].append(item)
-        return list(by_id.values()), total
+        items_by_store = {store.id: [] for store in stores}
+        # At most `embedded` items per store, by id: numbered per store in SQL.
+        position = func.row_number().over(partition_by=ItemModel.store_id, order_by=ItemModel.id)
+        numbered = (
+            select(*ITEM_COLUMNS, position.label("position"))
+            .where(ItemModel.store_id.in_(items_by_store))
+            .subquery()
+        )
+        query = (
+            select(*(numbered.c[column.key] for column in ITEM_COLUMNS))
+            .where(numbered.c.position <= embedded)
+            .order_by(numbered.c.store_id, numbered.c.id)
+        )
+        for item in db.session.connection().execute(query):
+            items_by_store[item.store_id].append(item_json(item))
+        return [store_json(store, items_by_store[store.id], store.items_total) for store in stores], total
+
+
+STORE_COLUMNS = (StoreModel.id, StoreModel.name, StoreModel.owner_id)
+
+
+def items_total_of(store_id_column):
+    return (
+        select(func.count()).where(ItemModel.store_id == store_id_column).scalar_subquery().label("items_total")
+    )
+
+
+def store_json(store, items, items_total):
+    """The one shape of a store in every response: `store` is a row or a model."""
+    return {"id": store.id, "name": store.name, "owner_id": store.owner_id,
+            "items": items, "items_total": items_total}

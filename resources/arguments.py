@@ -1,13 +1,15 @@
 """Request parsing shared by the resources: where bodies come from, field
 types that reject what the contract rejects, and paging.
 
-reqparse reads `request.json`, which answers 415 to a form body (PITFALLS.md);
+reqparse's default reads `request.json`, which answers 415 to a form body;
 `BodyArgument` reads one body dict instead: JSON or form-urlencoded, chosen by
 Content-Type, checked once per request.
 """
 import math
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
+from urllib.parse import urlencode
 
 from flask import g, request
 from flask_restful import reqparse
@@ -18,6 +20,8 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 USERNAME = re.compile(r"[A-Za-z0-9._-]{3,80}")
 MAX_PRICE = Decimal("10000000")
 CENT = Decimal("0.01")
+# Ids are 32-bit integer columns on every database: anything larger is no id.
+MAX_ID = 2**31 - 1
 
 
 def is_form_request():
@@ -130,22 +134,51 @@ def positive_int(value):
         value = int(value)
     if isinstance(value, str) and is_form_request() and value.isascii() and value.strip().isdigit():
         value = int(value)
-    if not isinstance(value, int) or value < 1:
-        raise ValueError("Must be a positive integer.")
+    if not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise ValueError(f"Must be an integer from 1 to {MAX_ID}.")
     return value
 
 
-def path_name(name):
-    """A store or item name from the URL: 1-80 characters after trimming."""
+# Characters a reader cannot see or that reorder what they see: zero-width
+# spaces and joiners, the byte-order mark, soft hyphen, and the bidirectional
+# embeddings, overrides and isolates. A name holding one could pose as another.
+INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def name(value):
+    """A store or item name: trimmed, in Unicode NFC (so "café" typed either
+    way is one name), 1-80 characters, nothing invisible or reordering."""
+    value = unicodedata.normalize("NFC", storable(value).strip())
+    if INVISIBLE.search(value) or any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in value):
+        raise ValueError("Must not contain invisible, control or text-direction characters.")
+    if not 1 <= len(value) <= 80:
+        raise ValueError("Must be 1 to 80 characters long (after trimming).")
+    return value
+
+
+def path_name(value):
+    """A store or item name from the URL, or 400 validation_error on `name`."""
     try:
-        return text(1, 80)(name.strip())
+        return name(value)
     except ValueError as e:
-        raise validation_error({"name": f"{e} (after trimming)"}) from None
+        raise validation_error({"name": str(e)}) from None
+
+
+IMAGE_SUFFIX = "/image"
+
+
+def item_name(value):
+    """An item name from the URL. A trailing "/image" addresses the item's
+    image, so no item may be named that way."""
+    value = path_name(value)
+    if value.endswith(IMAGE_SUFFIX):
+        raise validation_error({"name": f"An item name may not end in '{IMAGE_SUFFIX}'."})
+    return value
 
 
 # --- Paging ------------------------------------------------------------------
 
-def _query_int(low, high):
+def query_int(low, high):
     def parse(value):
         if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
             raise ValueError(f"Must be an integer from {low} to {high}.")
@@ -154,9 +187,9 @@ def _query_int(low, high):
 
 
 paging_parser = reqparse.RequestParser(bundle_errors=True)
-paging_parser.add_argument("page", type=_query_int(1, 10**9), default=1, location="args",
+paging_parser.add_argument("page", type=query_int(1, 10**9), default=1, location="args",
                            help="{error_msg}")
-paging_parser.add_argument("per_page", type=_query_int(1, 1000), default=100, location="args",
+paging_parser.add_argument("per_page", type=query_int(1, 1000), default=100, location="args",
                            help="{error_msg}")
 
 
@@ -165,12 +198,19 @@ def paging():
     return args["page"], args["per_page"]
 
 
+def page_link(page, per_page, rel):
+    """A Link header entry to another page of this list, keeping its other filters."""
+    args = {"page": str(page), "per_page": str(per_page)}
+    args.update((key, value) for key, value in request.args.items() if key not in args)
+    return f'<{request.path}?{urlencode(args)}>; rel="{rel}"'
+
+
 def paged(key, rows, page, per_page, total, **extra):
     """The list body and its Link header (rel="next"/"prev" where they exist)."""
     links = []
     if page * per_page < total:
-        links.append(f'<{request.path}?page={page + 1}&per_page={per_page}>; rel="next"')
+        links.append(page_link(page + 1, per_page, "next"))
     if page > 1:
-        links.append(f'<{request.path}?page={page - 1}&per_page={per_page}>; rel="prev"')
+        links.append(page_link(page - 1, per_page, "prev"))
     body = {key: rows, **extra, "page": page, "per_page": per_page, "total": total}
     return body, 200, ({"Link": ", ".join(links)} if links else {})

@@ -1,11 +1,15 @@
 """Health checks: liveness (the process serves) and readiness (its backing services answer)."""
+import logging
+
 from flask import current_app
 from flask_restful import Resource
 from sqlalchemy import text
 
 from db import db
 from errors import error_response
-from security import revocation_store
+from rate_limits import rate_limits
+
+log = logging.getLogger("stores_api.health")
 
 
 class Health(Resource):
@@ -15,9 +19,9 @@ class Health(Resource):
 
 class Ready(Resource):
     def get(self):
-        checks = {"database": self._check(lambda: db.session.execute(text("SELECT 1")))}
-        if current_app.config.get("REDIS_URL"):
-            checks["redis"] = self._check(revocation_store().ping)
+        checks = {"database": self._check("database", lambda: db.session.execute(text("SELECT 1")))}
+        if rate_limits().shared:
+            checks["redis"] = self._check("redis", rate_limits().ping)
         if all(state == "ok" for state in checks.values()):
             return {"status": "ok", **checks}, 200
         return error_response(503, "service_unavailable", "A backing service is unavailable.",
@@ -25,10 +29,11 @@ class Ready(Resource):
                               **checks)
 
     @staticmethod
-    def _check(probe):
+    def _check(name, probe):
         try:
             probe()
             return "ok"
-        except Exception:
+        except Exception as e:
+            log.warning("Readiness: %s unavailable: %s: %s", name, e.__class__.__name__, e)
             db.session.rollback()
             return "unavailable"

@@ -1,99 +1,139 @@
-"""Items: one item by name (read, create, create-or-update, delete) and the paged list."""
+"""Items: one item by name (read, create, create-or-update, delete) and the paged list.
+
+Reading an item needs a token; the list's token is optional (names only
+without one). Creating, changing, moving and deleting an item need the token
+of the owner of the store it is in (and of the store it moves to) or an
+admin's; creating needs a fresh token, whether by POST or by PUT.
+"""
+from flask import current_app
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 
 from db import db
-from errors import conflict, not_found, validation_error
-from models.item import ItemModel
+from errors import ApiError, conflict, not_found, validation_error
+from models import commit_or_raise
+from models.item import ItemModel, item_json
 from models.store import StoreModel
 from resources import arguments
-from security import admin_required, fresh_jwt_required
+from security import current_user_is_admin, fresh_jwt_required, require_fresh_token, require_owner
 
 item_parser = arguments.body_parser()
 item_parser.add_argument("price", type=arguments.price, required=True)
 item_parser.add_argument("store_id", type=arguments.positive_int, required=True)
 
+list_parser = arguments.paging_parser.copy()
+list_parser.add_argument("store_id", type=arguments.query_int(1, arguments.MAX_ID), location="args",
+                         help="{error_msg}")
+
+ITEM_NOT_FOUND = "Item not found."
 
 
 def no_such_store():
     return validation_error({"store_id": "No store has this id."})
 
 
-def parse_item():
-    data = item_parser.parse_args()
-    if not StoreModel.exists(data["store_id"]):
-        raise no_such_store()
-    return data
-
-
-ITEM_NOT_FOUND = "Item not found."
-
-
 def name_taken(name):
     return conflict(f"An item with name '{name}' already exists.")
 
 
+def parse_item_for_caller():
+    """The body's price and store_id, once the caller may put items in that store."""
+    data = item_parser.parse_args()
+    found, owner_id = StoreModel.owner_of(data["store_id"])
+    if not found:
+        raise no_such_store()
+    require_owner(owner_id)
+    return data
+
+
+def check_item_quota(store_id):
+    """403 quota_exceeded when the store already holds MAX_ITEMS_PER_STORE items
+    (admins are exempt). The store's row lock makes count-then-insert safe
+    against concurrent creates into the same store."""
+    if current_user_is_admin():
+        return
+    StoreModel.lock(store_id)
+    limit = current_app.config["MAX_ITEMS_PER_STORE"]
+    if ItemModel.count(ItemModel.store_id == store_id) >= limit:
+        db.session.rollback()
+        raise ApiError(403, "quota_exceeded", f"A store may hold at most {limit} items.")
+
+
 def insert_item(name, data):
-    """Insert, letting the database's constraints decide races: None when the
-    name was taken meanwhile; ApiError when the store vanished meanwhile."""
+    """Insert and commit, letting the database's constraints decide races:
+    409 when the name was taken meanwhile, 400 when the store vanished."""
+    check_item_quota(data["store_id"])
     item = ItemModel(name=name, price=data["price"], store_id=data["store_id"])
     db.session.add(item)
     try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        if ItemModel.find_by_name(name) is not None:
-            return None
-        raise no_such_store() from None
-    return item
+        commit_or_raise(name_taken(name))
+    except ApiError:
+        if ItemModel.json_by_name(name) is None:
+            raise no_such_store() from None
+        raise
+    return item_json(item)
+
+
+def update_item(placement, data):
+    """Update the item where the caller saw it, and commit: None when it moved
+    or vanished meanwhile (the caller looks again)."""
+    if placement.store_id != data["store_id"]:
+        check_item_quota(data["store_id"])
+    updated = db.session.execute(
+        update(ItemModel)
+        .where(ItemModel.id == placement.id, ItemModel.store_id == placement.store_id)
+        .values(price=data["price"], store_id=data["store_id"])
+    ).rowcount
+    commit_or_raise(no_such_store())
+    return updated == 1
 
 
 class Item(Resource):
     @jwt_required()
     def get(self, name):
-        item = ItemModel.json_by_name(arguments.path_name(name))
+        item = ItemModel.json_by_name(arguments.item_name(name))
         if item is None:
             raise not_found(ITEM_NOT_FOUND)
         return item, 200
 
     @fresh_jwt_required
     def post(self, name):
-        name = arguments.path_name(name)
-        data = parse_item()
-        if ItemModel.find_by_name(name) is not None:
+        name = arguments.item_name(name)
+        data = parse_item_for_caller()
+        if ItemModel.json_by_name(name) is not None:
             raise name_taken(name)
-        item = insert_item(name, data)
-        if item is None:
-            raise name_taken(name)
-        return item.json(), 201
+        return insert_item(name, data), 201
 
     @jwt_required()
     def put(self, name):
-        name = arguments.path_name(name)
-        data = parse_item()
-        values = {"price": data["price"], "store_id": data["store_id"]}
-        # Update first; if no row had the name, insert; if a concurrent PUT
-        # inserted it meanwhile, the unique constraint says so and we update.
-        for _ in range(2):
-            updated = db.session.execute(
-                update(ItemModel).where(ItemModel.name == name).values(**values)
-            ).rowcount
-            if updated:
-                db.session.commit()
-                return ItemModel.json_by_name(name), 200
-            item = insert_item(name, data)
-            if item is not None:
-                return item.json(), 201
+        name = arguments.item_name(name)
+        data = parse_item_for_caller()
+        # Look, check, then write only where we looked: a concurrent PUT that
+        # moves, deletes or creates the item makes us look again.
+        for _ in range(3):
+            placement = ItemModel.placement(name)
+            if placement is not None:
+                require_owner(placement.owner_id)  # of the store it is in now
+                if update_item(placement, data):
+                    return ItemModel.json_by_name(name), 200
+                continue
+            require_fresh_token()  # this PUT creates the item
+            try:
+                return insert_item(name, data), 201
+            except ApiError as e:
+                if e.status != 409:
+                    raise
+                # Created concurrently: update it instead (after the checks).
         raise conflict("The item changed concurrently; try again.")
 
-    @admin_required
+    @jwt_required()
     def delete(self, name):
-        item = ItemModel.find_by_name(arguments.path_name(name))
-        if item is None:
+        placement = ItemModel.placement(arguments.item_name(name))
+        if placement is None:
             raise not_found(ITEM_NOT_FOUND)
-        db.session.delete(item)
+        require_owner(placement.owner_id)
+        ItemModel.delete_by_id(placement.id)
         db.session.commit()
         return {"message": "Item deleted."}, 200
 
@@ -101,10 +141,12 @@ class Item(Resource):
 class ItemList(Resource):
     @jwt_required(optional=True)
     def get(self):
-        page, per_page = arguments.paging()
+        args = list_parser.parse_args()
+        page, per_page = args["page"], args["per_page"]
+        where = [] if args["store_id"] is None else [ItemModel.store_id == args["store_id"]]
         if get_jwt():
-            items, total = ItemModel.page(page, per_page)
+            items, total = ItemModel.page(page, per_page, *where)
             return arguments.paged("items", items, page, per_page, total)
-        names, total = ItemModel.page_of_names(page, per_page)
+        names, total = ItemModel.page(page, per_page, *where, names_only=True)
         return arguments.paged("items", names, page, per_page, total,
                                message="More data available if you log in.")

@@ -1,20 +1,39 @@
-"""Stores: one store by name, and the paged list of stores with their items."""
+"""Stores: one store by name (read, create, delete) and the paged list of stores.
+
+Anyone may read. Any user may create a store and becomes its owner; only the
+owner or an admin may delete it.
+"""
+from flask import current_app
 from flask_jwt_extended import jwt_required
 from flask_restful import Resource
-from db import db
-from errors import conflict, not_found
-from models import commit_or_raise
-from models.store import StoreModel
-from resources import arguments
-from security import admin_required
 
+from db import db
+from errors import ApiError, conflict, not_found
+from models import commit_or_raise
+from models.store import StoreModel, store_json
+from models.user import UserModel
+from resources import arguments
+from security import current_user_id, current_user_is_admin, require_owner
 
 STORE_NOT_FOUND = "Store not found."
 
 
+def embedded_items():
+    return current_app.config["STORE_ITEMS_EMBEDDED"]
+
+
+def check_store_quota(user_id):
+    """403 quota_exceeded when the user already owns MAX_STORES_PER_USER stores.
+    The user's row lock makes count-then-insert safe against concurrent creates."""
+    UserModel.lock(user_id)
+    limit = current_app.config["MAX_STORES_PER_USER"]
+    if StoreModel.count_owned_by(user_id) >= limit:
+        raise ApiError(403, "quota_exceeded", f"A user may own at most {limit} stores.")
+
+
 class Store(Resource):
     def get(self, name):
-        store = StoreModel.json_by_name(arguments.path_name(name))
+        store = StoreModel.json_by_name(arguments.path_name(name), embedded_items())
         if store is None:
             raise not_found(STORE_NOT_FOUND)
         return store, 200
@@ -25,16 +44,20 @@ class Store(Resource):
         name_taken = conflict(f"A store with name '{name}' already exists.")
         if StoreModel.find_by_name(name):
             raise name_taken
-        store = StoreModel(name=name)
+        owner_id = current_user_id()
+        if not current_user_is_admin():
+            check_store_quota(owner_id)
+        store = StoreModel(name=name, owner_id=owner_id)
         db.session.add(store)
         commit_or_raise(name_taken)
-        return {"id": store.id, "name": store.name, "items": []}, 201
+        return store_json(store, [], 0), 201
 
-    @admin_required
+    @jwt_required()
     def delete(self, name):
         store = StoreModel.find_by_name(arguments.path_name(name))
         if store is None:
             raise not_found(STORE_NOT_FOUND)
+        require_owner(store.owner_id)
         holds_items = conflict("The store still holds items; delete them first.")
         if store.has_items():
             raise holds_items
@@ -47,5 +70,5 @@ class Store(Resource):
 class StoreList(Resource):
     def get(self):
         page, per_page = arguments.paging()
-        stores, total = StoreModel.page(page, per_page)
+        stores, total = StoreModel.page(page, per_page, embedded_items())
         return arguments.paged("stores", stores, page, per_page, total)

@@ -1,6 +1,5 @@
-"""Users and their tokens: register, login, refresh, logout, and one user by id."""
-from flask import current_app
-from flask_limiter.util import get_remote_address
+"""Users and their tokens: register, login, refresh, logout, one user by id,
+its password, and ending all of its sessions."""
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
 
@@ -8,6 +7,7 @@ from db import db
 from errors import ApiError, conflict, not_found
 from models import commit_or_raise
 from models.user import UserModel
+from rate_limits import rate_limits
 from resources import arguments
 from security import (
     current_user_id,
@@ -16,12 +16,16 @@ from security import (
     issue_tokens,
     passwords,
     refreshed_access_token,
-    revocation_store,
+    blocklist,
 )
 
 credentials_parser = arguments.body_parser()
 credentials_parser.add_argument("username", type=arguments.username, required=True)
 credentials_parser.add_argument("password", type=arguments.password, required=True)
+
+password_change_parser = arguments.body_parser()
+password_change_parser.add_argument("current_password", type=arguments.text(1, 200), required=True)
+password_change_parser.add_argument("new_password", type=arguments.password, required=True)
 
 # Login only needs the fields present; their format is register's business.
 login_parser = arguments.body_parser()
@@ -31,29 +35,14 @@ login_parser.add_argument("password", type=arguments.text(1, 200), required=True
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def login_rate_limit():
-    return current_app.config["LOGIN_RATE_LIMIT"]
-
-
-def login_attempt_keys():
-    """What /login attempts are counted by: the client address and the username tried."""
-    return {"login-address": get_remote_address, "login-username": username_key}
-
-
-def username_key():
-    """Rate-limit key: the username tried, whatever the client address."""
-    try:
-        name = arguments.request_body().get("username")
-    except ApiError:
-        name = None  # the parser answers the bad body itself
-    return f"user:{name.lower()}" if isinstance(name, str) else "user:"
-
-
 class UserRegister(Resource):
     def post(self):
         data = credentials_parser.parse_args()
+        # Counted before the name check: probing for taken names costs an
+        # attacker the same budget as creating accounts.
+        rate_limits().hit_register()
         name_taken = conflict("A user with that username already exists.")
-        if UserModel.find_by_username(data["username"]):
+        if UserModel.username_taken(data["username"]):
             raise name_taken
         user = UserModel(username=data["username"], password_hash=passwords().hash(data["password"]))
         db.session.add(user)
@@ -63,15 +52,23 @@ class UserRegister(Resource):
 
 
 class UserLogin(Resource):
-    """Rate-limited per address and per username (see `login_attempt_keys`)."""
+    """Rate-limited per address, and failures per username (rate_limits.py)."""
 
     def post(self):
         data = login_parser.parse_args()
+        attempt = "user:" + data["username"].lower()
+        rate_limits().check_login(attempt)
         user = UserModel.find_by_username(data["username"])
         # Verify even for an unknown user, so both failures cost the same time.
         password_ok = passwords().verify(user.password_hash if user else None, data["password"])
         if user is None or not password_ok:
+            rate_limits().login_failed(attempt)
             raise ApiError(401, "invalid_credentials", "Invalid username or password.")
+        if passwords().needs_rehash(user.password_hash):
+            # Made with an older (weaker) cost: the password is at hand, so
+            # store it again at today's cost.
+            user.password_hash = passwords().hash(data["password"])
+            db.session.commit()
         return issue_tokens(user), 200, NO_STORE
 
 
@@ -88,30 +85,70 @@ class UserLogout(Resource):
     @jwt_required()
     def post(self):
         # Revoking the session revokes its refresh token and every access token from it.
-        revocation_store().revoke_session(get_jwt()["sid"])
+        blocklist().revoke_session(get_jwt()["sid"])
         return {"message": "Successfully logged out."}, 200
+
+
+def require_self_or_admin(user_id):
+    """403 forbidden unless the token is that user's or an admin's (whether or
+    not the user exists: a stranger learns nothing about other ids)."""
+    if user_id != current_user_id() and not current_user_is_admin():
+        raise ApiError(403, "forbidden", "You may only access your own user.")
+
+
+def find_user(user_id):
+    user = UserModel.find_by_id(user_id)
+    if user is None:
+        raise not_found("User not found.")
+    return user
 
 
 class User(Resource):
     """One user. Only that user or an admin may see or delete it (403 otherwise)."""
 
-    @staticmethod
-    def _allowed(user_id):
-        if user_id != current_user_id() and not current_user_is_admin():
-            raise ApiError(403, "forbidden", "You may only access your own user.")
-        user = UserModel.find_by_id(user_id)
-        if user is None:
-            raise not_found("User not found.")
-        return user
-
     @jwt_required()
     def get(self, user_id):
-        return self._allowed(user_id).json(), 200
+        require_self_or_admin(user_id)
+        return find_user(user_id).json(), 200
 
     @fresh_jwt_required
     def delete(self, user_id):
-        user = self._allowed(user_id)
-        db.session.delete(user)
+        require_self_or_admin(user_id)
+        db.session.delete(find_user(user_id))
+        # The row is the record: its tokens find no account any more.
         db.session.commit()
-        revocation_store().revoke_user(user_id)
         return {"message": "User deleted."}, 200
+
+
+class UserPassword(Resource):
+    """PUT /user/<id>/password: only that user, with a fresh token and the
+    current password. Every session of the user ends, this one included.
+    Wrong current passwords are rate-limited like logins."""
+
+    @fresh_jwt_required
+    def put(self, user_id):
+        if user_id != current_user_id():
+            raise ApiError(403, "forbidden", "You may only change your own password.")
+        data = password_change_parser.parse_args()
+        user = find_user(user_id)
+        attempt = "user:" + user.username.lower()
+        rate_limits().check_login(attempt)
+        if not passwords().verify(user.password_hash, data["current_password"]):
+            rate_limits().login_failed(attempt)
+            raise ApiError(401, "invalid_credentials", "The current password is wrong.")
+        user.password_hash = passwords().hash(data["new_password"])
+        UserModel.end_all_sessions(user_id)
+        db.session.commit()
+        return {"message": "Password changed."}, 200
+
+
+class UserSessions(Resource):
+    """DELETE /user/<id>/sessions: log the user out everywhere (that user or an admin)."""
+
+    @fresh_jwt_required
+    def delete(self, user_id):
+        require_self_or_admin(user_id)
+        if not UserModel.end_all_sessions(user_id):
+            raise not_found("User not found.")
+        db.session.commit()
+        return {"message": "All sessions ended."}, 200

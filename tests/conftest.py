@@ -131,8 +131,14 @@ def users(app, client):
 
 
 @pytest.fixture
-def store(client, users):
-    """A store named "shop" (id in the body), created by a regular user."""
-    response = client.post("/store/shop", headers=users.create("owner")["headers"])
+def owner(users):
+    """A regular user who owns the `store` fixture."""
+    return users.create("owner")
+
+
+@pytest.fixture
+def store(client, owner):
+    """A store named "shop" (id in the body), created by `owner`."""
+    response = client.post("/store/shop", headers=owner["headers"])
     assert response.status_code == 201
     return response.get_json()

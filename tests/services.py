@@ -42,10 +42,14 @@ def reset_postgres(url):
         engine.dispose()
 
 
+def redis_client(url=REDIS_URL):
+    return redis.Redis.from_url(url, socket_connect_timeout=2)
+
+
 def fresh_redis(url=REDIS_URL, prefix=REDIS_KEY_PREFIX):
     """No keys of this run left in Redis (other runs' keys untouched), or say
     why Redis cannot be used."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    client = redis_client(url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:

@@ -68,7 +68,7 @@ def test_forwarded_for_ignored_without_trusted_proxy(make_app):
 
 
 def test_heroku_redis_tls_option():
-    from blacklist import redis_options
+    from config import redis_options
     assert redis_options({"REDIS_URL": "rediss://h:6380", "REDIS_TLS_VERIFY": False}) == {"ssl_cert_reqs": None}
     assert redis_options({"REDIS_URL": "rediss://h:6380", "REDIS_TLS_VERIFY": True}) == {}
     assert redis_options({"REDIS_URL": "redis://h:6379", "REDIS_TLS_VERIFY": False}) == {}

@@ -81,9 +81,9 @@ def test_statement_counts_do_not_grow_with_data(app, client, users, make_app):
     assert max(small.values()) <= 5, small
 
 
-def test_authenticated_path_is_one_statement(app, client, users, store):
-    """Token -> revoked? -> user still exists? is one statement (database store)."""
-    user = users.create()
+def test_authenticated_path_is_one_statement(app, client, owner, store):
+    """Token -> the account's key, generation, revoked? is one statement."""
+    user = owner
     client.post("/item/chair", headers=user["headers"], json={"price": 1, "store_id": store["id"]})
     counter = StatementCounter(app)
     assert counter.count(lambda: client.get("/item/chair", headers=user["headers"])) == 2

@@ -1,13 +1,16 @@
-"""Stores: create, read, delete (admin only, never while holding items), and the paged list."""
+"""Stores: create (the caller owns it), read, delete (owner or admin, never
+while holding items), and the paged list."""
 from urllib.parse import quote
 
 import pytest
 
 
 def test_create_and_get_store(client, users):
-    response = client.post("/store/My Wonderful Store", headers=users.create()["headers"])
+    user = users.create()
+    response = client.post("/store/My Wonderful Store", headers=user["headers"])
     assert response.status_code == 201
-    assert response.get_json() == {"id": 1, "name": "My Wonderful Store", "items": []}
+    assert response.get_json() == {"id": 1, "name": "My Wonderful Store", "owner_id": user["id"],
+                                   "items": [], "items_total": 0}
     assert client.get("/store/My Wonderful Store").get_json() == response.get_json()
 
 
@@ -50,17 +53,19 @@ def test_bad_names_are_validation_errors(client, users, name):
     assert "name" in response.get_json()["errors"]
 
 
-def test_store_lists_its_items(client, users, store):
-    headers = users.create()["headers"]
+def test_store_lists_its_items(client, owner, store):
+    headers = owner["headers"]
     client.post("/item/chair", headers=headers, json={"price": 12.99, "store_id": store["id"]})
     body = client.get("/store/shop").get_json()
     assert body["items"] == [{"id": 1, "name": "chair", "price": 12.99, "store_id": store["id"]}]
 
 
-def test_delete_store_is_admin_only(client, users, store):
+def test_delete_store_is_owner_or_admin_only(client, users, owner, store):
     response = client.delete("/store/shop", headers=users.create()["headers"])
     assert response.status_code == 403
-    assert response.get_json()["error"] == "admin_required"
+    assert response.get_json()["error"] == "forbidden"
+    client.post("/store/own", headers=owner["headers"])
+    assert client.delete("/store/own", headers=owner["headers"]).status_code == 200
     admin = users.create(admin=True)
     response = client.delete("/store/shop", headers=admin["headers"])
     assert response.status_code == 200

@@ -102,8 +102,8 @@ def test_fresh_token_required_for_posting_items(client, users, store):
     assert error_of(response) == "fresh_token_required"
 
 
-def test_items_list_without_token_gives_names(client, users, store):
-    client.post("/item/chair", headers=users.create()["headers"], json={"price": 1, "store_id": store["id"]})
+def test_items_list_without_token_gives_names(client, owner, store):
+    client.post("/item/chair", headers=owner["headers"], json={"price": 1, "store_id": store["id"]})
     body = client.get("/items").get_json()
     assert body["items"] == ["chair"]
     assert body["message"] == "More data available if you log in."

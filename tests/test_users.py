@@ -91,15 +91,29 @@ def test_login_rate_limit_per_address(make_app):
     assert int(response.headers["Retry-After"]) > 0
 
 
-def test_login_rate_limit_per_username(make_app):
-    client = make_app(LOGIN_RATE_LIMIT="3 per minute").test_client()
-    addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
-    statuses = [
-        client.post("/login", json={"username": "Victim", "password": "guess"},
-                    environ_base={"REMOTE_ADDR": address}).status_code
-        for address in addresses
-    ]
+def login_status(client, address, username="Victim", password="guess-guess"):
+    return client.post("/login", json={"username": username, "password": password},
+                       environ_base={"REMOTE_ADDR": address}).status_code
+
+
+def test_login_failures_limited_per_username_and_address(make_app):
+    client = make_app(LOGIN_RATE_LIMIT="3 per minute", LOGIN_USERNAME_FAILURE_LIMIT="100 per minute").test_client()
+    statuses = [login_status(client, "1.1.1.1", username) for username in ["victim"] * 3 + ["VICTIM"]]
     assert statuses == [401, 401, 401, 429]
+    # Per (username, address): another address still gets its own tries.
+    assert login_status(client, "2.2.2.2", "victim") == 401
+
+
+def test_others_failures_never_lock_the_owner_out(make_app):
+    """Wrong passwords for `victim` from many addresses push the username over
+    its ceiling; addresses that failed are refused, the owner is not."""
+    app = make_app(LOGIN_RATE_LIMIT="3 per minute", LOGIN_USERNAME_FAILURE_LIMIT="5 per minute")
+    client = app.test_client()
+    client.post("/register", json={"username": "victim", "password": "right-password"})
+    attacks = [login_status(client, f"10.0.0.{n}") for n in range(1, 11)]
+    assert attacks == [401] * 10  # each fresh address: one guess
+    assert [login_status(client, f"10.0.0.{n}") for n in (1, 2)] == [429, 429]  # failed before: refused
+    assert login_status(client, "192.168.7.7", password="right-password") == 200
 
 
 def test_refresh_gives_non_fresh_access_token(client, users):
