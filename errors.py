@@ -155,7 +155,7 @@ def invalid_token_message(reason):
         return "The token's signature is not valid."
     if "alg" in reason:
         return "The token is signed with an algorithm this API does not accept."
-    if "header" in reason:
+    if "authorization" in reason:
         return "The Authorization header must be 'Bearer <token>'."
     return "The token is malformed."
 

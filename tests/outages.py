@@ -91,6 +91,11 @@ class PrivateRedis:
                 time.sleep(0.05)
         raise RuntimeError("private redis-server did not start")
 
+    def wipe(self):
+        """Forget everything on disk: the next start is an empty Redis."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+
     def stop(self):
         if self.process and self.process.poll() is None:
             self.process.terminate()

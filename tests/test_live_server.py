@@ -1,7 +1,8 @@
 """The real server: uWSGI with several worker processes, over HTTP.
 
-A token logged out through one request must be refused on every following
-request, whichever worker process answers it.
+A session ended through one request (logout, a password change, "end all
+sessions") must be refused on every following request, whichever worker
+process answers it.
 """
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,27 +53,52 @@ def server(request, tmp_path):
         yield live
 
 
-def test_logout_is_refused_by_every_worker(server):
+def end_sessions(url, how, user_id, access):
+    """End the session (logout) or all sessions of the user; True on success."""
+    if how == "logout":
+        response = requests.post(f"{url}/logout", headers=access)
+    elif how == "password":
+        response = requests.put(f"{url}/user/{user_id}/password", headers=access,
+                                json={"current_password": "password1", "new_password": "password2"})
+    else:
+        response = requests.delete(f"{url}/user/{user_id}/sessions", headers=access)
+    return response.status_code == 200
+
+
+@pytest.mark.parametrize("how", ["logout", "password", "sessions"])
+def test_ended_sessions_are_refused_by_every_worker(server, how):
     url = server.url
-    assert requests.post(f"{url}/register", json={"username": "alice", "password": "password1"}).status_code == 201
-    tokens = requests.post(f"{url}/login", json={"username": "alice", "password": "password1"}).json()
+    registered = requests.post(f"{url}/register", json={"username": "alice", "password": "password1"})
+    assert registered.status_code == 201
+    user_id = registered.json()["id"]
+
+    def log_in():
+        return requests.post(f"{url}/login", json={"username": "alice", "password": "password1"}).json()
+
+    tokens, other_session = log_in(), log_in()
     access = {"Authorization": f"Bearer {tokens['access_token']}"}
     refresh = {"Authorization": f"Bearer {tokens['refresh_token']}"}
     refreshed = {"Authorization": "Bearer " + requests.post(f"{url}/refresh", headers=refresh).json()["access_token"]}
+    other = {"Authorization": f"Bearer {other_session['access_token']}"}
     assert requests.get(f"{url}/items", headers=access).status_code == 200
 
     before = settled_worker_requests(server.stats_port)
-    assert requests.post(f"{url}/logout", headers=access).status_code == 200
-    logout_worker, = [pid for pid, n in served_since(server.stats_port, before, 1).items() if n]
+    assert end_sessions(url, how, user_id, access)
+    ending_worker, = [pid for pid, n in served_since(server.stats_port, before, 1).items() if n]
+
+    refused = [(access, "get", "/items"), (refreshed, "get", "/item/x"), (refresh, "post", "/refresh")]
+    if how != "logout":
+        refused.append((other, "get", "/items"))  # every session of the user
+    else:
+        assert requests.get(f"{url}/items", headers=other).status_code == 200
 
     def attempt(i):
-        headers, method, path = [(access, "get", "/items"), (refreshed, "get", "/item/x"),
-                                 (refresh, "post", "/refresh")][i % 3]
+        headers, method, path = refused[i % len(refused)]
         response = requests.request(method, url + path, headers=headers)
         return response.status_code, response.json()["error"]
 
     # Concurrent requests on new connections, in batches until every worker
-    # (not only the one that saw the logout) has answered some of them.
+    # (not only the one that ended the session) has answered some of them.
     served = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
         for batch in range(1, 31):
@@ -84,4 +110,4 @@ def test_logout_is_refused_by_every_worker(server):
             if len(served) == 2 and all(served.values()):
                 break
     assert len(served) == 2 and all(served.values()), served
-    assert served[next(pid for pid in served if pid != logout_worker)] > 0
+    assert served[next(pid for pid in served if pid != ending_worker)] > 0

@@ -163,14 +163,23 @@ def test_protected_operations_document_their_token_errors(document):
         assert "500" in operation["responses"], (method, path)
 
 
-def test_fresh_and_admin_requirements_are_written_down(document):
+def test_fresh_owner_and_admin_requirements_are_written_down(document):
     paths = document["paths"]
-    for path, method in [("/item/{name}", "post"), ("/user/{user_id}", "delete")]:
-        assert "fresh access token" in paths[path][method]["description"], (method, path)
+
+    def description(path, method):
+        return " ".join(paths[path][method]["description"].split())
+
+    fresh = [("/item/{name}", "post"), ("/item/{name}", "put"), ("/user/{user_id}", "delete"),
+             ("/user/{user_id}/password", "put"), ("/user/{user_id}/sessions", "delete")]
+    for path, method in fresh:
+        assert "fresh access token" in description(path, method), (method, path)
         assert "fresh_token_required" in str(resolve(document, paths[path][method]["responses"]["401"]))
-    for path, method in [("/store/{name}", "delete"), ("/item/{name}", "delete")]:
-        assert "admin access token" in paths[path][method]["description"], (method, path)
-        assert "403" in paths[path][method]["responses"], (method, path)
+    # Stores and their items are changed by the store's owner or an admin; anyone else gets 403 forbidden.
+    owned = [("/store/{name}", "delete"), ("/item/{name}", "post"), ("/item/{name}", "put"),
+             ("/item/{name}", "delete")]
+    for path, method in owned:
+        assert "owner" in description(path, method) and "admin" in description(path, method), (method, path)
+        assert "forbidden" in str(resolve(document, paths[path][method]["responses"]["403"])), (method, path)
 
 
 def test_every_error_response_is_the_json_envelope(document):
