@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test install install-dev tools migrate bench fuzz clean
+.PHONY: run test test-fast install install-dev tools migrate bench fuzz clean
 
 # A stamp per requirements file: reinstall only when it changed.
 $(BIN)/python:
@@ -36,6 +36,12 @@ tools:
 
 test: install-dev tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The in-process tests on SQLite only (under 30 s): no uWSGI, Nginx or PostgreSQL;
+# the Redis-backed cases run when Redis is there and skip, with the reason, when not.
+test-fast: install-dev
+	TEST_BACKENDS=sqlite $(BIN)/python -m pytest -m "not live and not postgres" \
+		--ignore=tests/e2e --ignore=tests/fuzz -p no:cacheprovider -q $(PYTEST_ARGS)
 
 # Deeper fuzzing than `make test` does: new random cases each run, for FUZZ_MAX_TIME seconds.
 # Replay a failure with `FUZZ_SEED=<the seed it printed> make fuzz`.

@@ -1,4 +1,8 @@
-"""The Stores API application: `create_app()` builds it; `app` is what uWSGI and `flask --app app` load."""
+"""The Stores API application factory: `create_app()` builds and wires the app.
+
+Importing this module changes nothing: `flask --app app` finds `create_app`
+and calls it; uWSGI loads `wsgi.py`, which calls it once per worker.
+"""
 import logging
 import os
 import secrets
@@ -46,8 +50,7 @@ def create_app(config=None):
 
     configure_database_url(app)
     configure_secret_key(app)
-    if hasattr(settings, "check"):
-        settings.check(app.config)
+    settings.check(app.config)
 
     if app.config["TRUSTED_PROXY_COUNT"]:
         n = app.config["TRUSTED_PROXY_COUNT"]
@@ -101,8 +104,7 @@ def configure_secret_key(app):
         app.config["JWT_SECRET_KEY"] = f.read().strip()
 
 
-@event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, connection_record):
+def sqlite_pragmas(dbapi_connection, connection_record):
     """SQLite enforces foreign keys only when asked, per connection; WAL lets
     several uWSGI workers read while one writes."""
     import sqlite3
@@ -115,6 +117,8 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 
 def register_extensions(app):
+    if not event.contains(Engine, "connect", sqlite_pragmas):
+        event.listen(Engine, "connect", sqlite_pragmas)
     db.init_app(app)
     register_migrations(app)
     jwt.init_app(app)
@@ -171,5 +175,3 @@ def register_resources(app):
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/health/ready")
 
-
-app = create_app()

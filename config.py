@@ -91,6 +91,11 @@ class Config:
     # field by field; reqparse collects every field's error, not just the first.
     BUNDLE_ERRORS = True
 
+    @classmethod
+    def check(cls, settings):
+        """Refuse to start with settings this environment must not run with.
+        Development and testing accept the defaults."""
+
 
 class DevelopmentConfig(Config):
     ENV_NAME = "development"

@@ -5,6 +5,8 @@ Every test that uses `app` runs twice: on SQLite and on PostgreSQL. The schema
 is built once per backend by the project's own migrations, and emptied before
 each test.
 """
+import os
+
 import pytest
 import sqlalchemy
 from flask_migrate import upgrade
@@ -18,7 +20,11 @@ from tests import services
 TABLES = ("items", "stores", "revoked_sessions", "users")
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+# `make test-fast` sets TEST_BACKENDS=sqlite: in-process tests on SQLite only.
+BACKENDS = os.environ.get("TEST_BACKENDS", "sqlite,postgresql").split(",")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
 def database_url(request, tmp_path_factory):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
@@ -54,23 +60,31 @@ def make_app(database_url, tmp_path):
     apps = []
 
     def make(**settings):
-        config = {
-            "APP_ENV": "testing",
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "JWT_SECRET_KEY": "test-secret-key-" + "x" * 48,
-            "REDIS_URL": None,
-            "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
-            **settings,
-        }
-        app = create_app(config)
+        app = build_app(database_url, **settings)
         apps.append(app)
         return app
 
     yield make
     for app in apps:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        dispose(app)
+
+
+def build_app(database_url, **settings):
+    """An app in the testing configuration on `database_url`."""
+    return create_app({
+        "APP_ENV": "testing",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "JWT_SECRET_KEY": "test-secret-key-" + "x" * 48,
+        "REDIS_URL": None,
+        "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
+        **settings,
+    })
+
+
+def dispose(app):
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture

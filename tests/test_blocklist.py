@@ -20,7 +20,7 @@ from config import database_url as sqlalchemy_url
 from db import db
 from models.revoked_session import RevokedSessionModel
 from tests import services
-from tests.conftest import Users, bearer
+from tests.conftest import Users, bearer, build_app, dispose
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -272,14 +272,15 @@ def test_older_hashes_are_rehashed_at_login(make_app):
 
 # --- A real restore ------------------------------------------------------------------
 
-def test_pg_dump_restore_reuses_an_id_and_old_tokens_die(make_app, blocklist_settings):
+@pytest.mark.postgres
+def test_pg_dump_restore_reuses_an_id_and_old_tokens_die(blocklist_settings):
     """pg_dump; register C and log in; restore the dump; register D, who gets
     C's id. C's access and refresh tokens are refused."""
     for tool in ("pg_dump", "psql"):
         if shutil.which(tool) is None:
             services.unavailable(f"{tool} is not installed")
     url = services.scratch_database("stores_restore")
-    app = make_app(SQLALCHEMY_DATABASE_URI=url, **blocklist_settings)
+    app = build_app(url, **blocklist_settings)
     with app.app_context():
         from flask_migrate import upgrade
 
@@ -301,3 +302,4 @@ def test_pg_dump_restore_reuses_an_id_and_old_tokens_die(make_app, blocklist_set
     assert error_of(client.get(f"/user/{dave['id']}", headers=carol["headers"])) == "invalid_token"
     assert error_of(client.post("/refresh", headers=bearer(carol["refresh_token"]))) == "invalid_token"
     assert client.get(f"/user/{dave['id']}", headers=dave["headers"]).get_json()["username"] == "dave"
+    dispose(app)
