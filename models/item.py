@@ -36,10 +36,11 @@ class ItemModel(db.Model):
 
     @classmethod
     def placement(cls, name):
-        """(item id, store id, the store's owner id) of the named item, or None: one SELECT."""
+        """The named item's row with its store's `owner_id` (who may change
+        it), or None: one SELECT."""
         from models.store import StoreModel  # circular: stores import items
 
-        query = (select(cls.id, cls.store_id, StoreModel.owner_id)
+        query = (select(*ITEM_COLUMNS, StoreModel.owner_id)
                  .join(StoreModel, StoreModel.id == cls.store_id).where(cls.name == name))
         return db.session.connection().execute(query).first()
 

@@ -76,17 +76,20 @@ def insert_item(name, data):
 
 
 def update_item(placement, data):
-    """Update the item where the caller saw it, and commit: None when it moved
-    or vanished meanwhile (the caller looks again)."""
+    """Update the item where the caller saw it, and commit: the item's JSON,
+    or None when it moved or vanished meanwhile (the caller looks again)."""
     if placement.store_id != data["store_id"]:
         check_item_quota(data["store_id"])
+    values = {"price": data["price"], "store_id": data["store_id"]}
     updated = db.session.execute(
         update(ItemModel)
         .where(ItemModel.id == placement.id, ItemModel.store_id == placement.store_id)
-        .values(price=data["price"], store_id=data["store_id"])
+        .values(**values)
     ).rowcount
     commit_or_raise(no_such_store())
-    return updated == 1
+    if updated != 1:
+        return None
+    return {**item_json(placement), "price": float(data["price"]), "store_id": data["store_id"]}
 
 
 class Item(Resource):
@@ -101,8 +104,7 @@ class Item(Resource):
     def post(self, name):
         name = arguments.item_name(name)
         data = parse_item_for_caller()
-        if ItemModel.json_by_name(name) is not None:
-            raise name_taken(name)
+        # No look-before: the unique constraint answers "name taken" (409).
         return insert_item(name, data), 201
 
     @jwt_required()
@@ -115,8 +117,9 @@ class Item(Resource):
             placement = ItemModel.placement(name)
             if placement is not None:
                 require_owner(placement.owner_id)  # of the store it is in now
-                if update_item(placement, data):
-                    return ItemModel.json_by_name(name), 200
+                item = update_item(placement, data)
+                if item is not None:
+                    return item, 200
                 continue
             require_fresh_token()  # this PUT creates the item
             try:

@@ -81,6 +81,28 @@ def test_statement_counts_do_not_grow_with_data(app, client, users, make_app):
     assert max(small.values()) <= 5, small
 
 
+def test_owner_writes_and_past_the_end_pages(app, client, users, owner, store):
+    """An owner (no admin exemption from quotas) pays the store's lock and
+    count on a create or a move: 5 statements for a POST, 6 for a PUT that
+    creates (it looks for the item first) or moves; a page
+    past the end is the token check and the count, never an OFFSET scan."""
+    headers, other = owner["headers"], client.post("/store/other", headers=owner["headers"]).get_json()
+    counter = StatementCounter(app)
+    item = {"price": 1, "store_id": store["id"]}
+    counts = {
+        "POST": counter.count(lambda: client.post("/item/a", headers=headers, json=item)),
+        "PUT create": counter.count(lambda: client.put("/item/b", headers=headers, json=item)),
+        "PUT update": counter.count(lambda: client.put("/item/b", headers=headers, json={**item, "price": 2})),
+        "PUT move": counter.count(
+            lambda: client.put("/item/b", headers=headers, json={**item, "store_id": other["id"]})),
+        "DELETE": counter.count(lambda: client.delete("/item/b", headers=headers)),
+    }
+    assert counts == {"POST": 5, "PUT create": 6, "PUT update": 4, "PUT move": 6, "DELETE": 3}, counts
+    assert counter.count(lambda: client.get("/items?page=1000000000", headers=headers)) == 2
+    assert not any("OFFSET" in s.upper() for s in counter.statements)
+    assert counter.count(lambda: client.get("/stores?page=1000000000")) == 1
+
+
 def test_authenticated_path_is_one_statement(app, client, owner, store):
     """Token -> the account's key, generation, revoked? is one statement."""
     user = owner
