@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test test-fast install install-dev tools migrate bench fuzz clean
+.PHONY: run test test-fast lint install install-dev tools migrate bench fuzz clean
 
 # A stamp per requirements file: reinstall only when it changed.
 $(BIN)/python:
@@ -34,8 +34,13 @@ run: migrate
 tools:
 	bash deploy/install-tools.sh
 
-test: install-dev tools
+test: install-dev tools lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (pinned in requirements-dev.txt, configured in pyproject.toml): lint and formatting.
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The in-process tests on SQLite only (under 30 s): no uWSGI, Nginx or PostgreSQL;
 # the Redis-backed cases run when Redis is there and skip, with the reason, when not.

@@ -22,7 +22,7 @@ database, cannot bring a revoked token back or refuse a new account, and a
 database restore is answered by the restored rows themselves. Asking Redis
 first would save nothing: the account check needs the database anyway.
 """
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, delete, exists, select
 
@@ -48,7 +48,7 @@ class Blocklist:
         self.lifetime = lifetime
 
     def revoke_session(self, sid):
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        now = datetime.now(UTC).replace(tzinfo=None)
         # Rows whose tokens have all expired are useless: drop them as we go,
         # so the table never holds more than one lifetime's logouts.
         db.session.execute(delete(RevokedSessionModel).where(RevokedSessionModel.expires_at < now))

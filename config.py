@@ -117,7 +117,7 @@ class ProductionConfig(Config):
             raise RuntimeError("JWT_SECRET_KEY must be at least 32 bytes long.")
         cost = (settings["ARGON2_TIME_COST"], settings["ARGON2_MEMORY_COST"],
                 settings["ARGON2_PARALLELISM"])
-        if any(have < need for have, need in zip(cost, cls.MIN_ARGON2)):
+        if any(have < need for have, need in zip(cost, cls.MIN_ARGON2, strict=True)):
             raise RuntimeError("Argon2 cost is below OWASP's minimum (t=2, m=19456 KiB, p=1).")
 
 

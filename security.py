@@ -19,7 +19,6 @@ from flask_jwt_extended.exceptions import FreshTokenRequired, UserLookupError
 from blacklist import REVOKED, USER_GONE
 from errors import ApiError
 
-
 # --- Passwords -------------------------------------------------------------
 
 def return_big_buffers_to_the_os():

@@ -199,7 +199,7 @@ def versions(project_dir, wrk_version):
 
 def results_markdown(title, settings, measurements, comparators, rss_by_server, argon2_info,
                      notes, machine_info, version_info):
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     rss_lines = []
     for server, workers in rss_by_server.items():
         listed = ", ".join(f"worker {n}: {kib / 1024:.1f} MiB" for n, kib in workers.items())

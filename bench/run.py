@@ -42,9 +42,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
 import report
+import requests
 import seed
 from uwsgi_server import CLOCK_TICKS, UwsgiServer
 from wrk_runner import CONNECTIONS, THREADS, WrkResult, run_wrk, wrk_version
@@ -185,7 +184,7 @@ class Bench:
         result = run_wrk(url, self.settings.duration, headers, script, script_args)
         server_ticks = server.cpu_ticks() - server_before
         wrk_ticks = children_cpu_ticks() - wrk_before
-        busy, total = (after - before for after, before in zip(machine_cpu_ticks(), machine_before))
+        busy, total = (after - before for after, before in zip(machine_cpu_ticks(), machine_before, strict=True))
         return {
             "result": result,
             "cpu_ms": server_ticks * 1000 / CLOCK_TICKS / max(result.requests, 1),

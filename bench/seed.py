@@ -84,7 +84,7 @@ def bulk_insert_items(db_path, template_name, total):
             f"SELECT {', '.join(columns)} FROM items WHERE name = ?", (template_name,)).fetchone()
         if values is None:
             raise RuntimeError(f"item {template_name!r} is not in {db_path}")
-        template = dict(zip(columns, values))
+        template = dict(zip(columns, values, strict=True))
         del template["id"]  # the database numbers the copies
         have = connection.execute("SELECT count(*) FROM items").fetchone()[0]
         rows = []

@@ -82,7 +82,7 @@ def parse_wrk(text):
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     socket_errors = dict(zip(("connect", "read", "write", "timeout"),
-                             (int(n) for n in errors.groups()) if errors else (0, 0, 0, 0)))
+                             (int(n) for n in errors.groups()) if errors else (0, 0, 0, 0), strict=True))
     return WrkResult(
         requests=int(done.group(1)),
         seconds=float(done.group(2)) * _UNITS_MS[done.group(3)] / 1000.0,

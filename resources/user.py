@@ -10,13 +10,13 @@ from models.user import UserModel
 from rate_limits import rate_limits
 from resources import arguments
 from security import (
+    blocklist,
     current_user_id,
     current_user_is_admin,
     fresh_jwt_required,
     issue_tokens,
     passwords,
     refreshed_access_token,
-    blocklist,
 )
 
 credentials_parser = arguments.body_parser()

@@ -2,7 +2,6 @@
 rejected request never changes the database."""
 import string
 
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text

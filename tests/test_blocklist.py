@@ -9,7 +9,7 @@ that is emptied, or holds keys of an earlier database, changes no answer.
 import shutil
 import subprocess
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy
@@ -140,7 +140,7 @@ def test_reused_id_does_not_inherit_old_tokens(app, client, users):
 
 def test_database_store_drops_expired_entries(app, client, users):
     with app.app_context():
-        stale = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=1)
+        stale = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)
         db.session.add(RevokedSessionModel(sid="old-session", expires_at=stale))
         db.session.commit()
     user = users.create()

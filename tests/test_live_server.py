@@ -101,7 +101,7 @@ def test_ended_sessions_are_refused_by_every_worker(server, how):
     # (not only the one that ended the session) has answered some of them.
     served = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for batch in range(1, 31):
+        for _batch in range(1, 31):
             before = worker_requests(server.stats_port)
             answers = list(pool.map(attempt, range(30)))
             assert answers == [(401, "token_revoked")] * 30

@@ -157,7 +157,7 @@ class UwsgiInstance:
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30) -> "UwsgiInstance":
+    def start(self, timeout: float = 30) -> UwsgiInstance:
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [str(BIN / "uwsgi"), "--ini", "uwsgi.ini:nginx", "--stats", f"127.0.0.1:{self.stats_port}"],

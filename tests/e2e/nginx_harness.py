@@ -223,7 +223,7 @@ class NginxServer:
             raise HarnessError(f"nginx -t failed:\n{result.stderr}")
         return result.stderr
 
-    def start(self, timeout: float = 10.0) -> "NginxServer":
+    def start(self, timeout: float = 10.0) -> NginxServer:
         if self.conf is None:
             self.prepare()
         self.proc = subprocess.Popen(
@@ -277,7 +277,7 @@ class NginxServer:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def __enter__(self) -> "NginxServer":
+    def __enter__(self) -> NginxServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -36,7 +36,6 @@ import requests
 import sqlalchemy
 
 from config import database_url as sqlalchemy_url
-
 from tests import services
 from tests.live import ROOT, LiveServer
 
