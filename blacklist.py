@@ -36,7 +36,7 @@ ACTIVE, REVOKED, USER_GONE = "active", "revoked", "user_gone"
 TOKEN_STATUS = select(
     UserModel.account_key,
     UserModel.session_generation,
-    exists().where(RevokedSessionModel.sid == bindparam("sid")),
+    exists().where(RevokedSessionModel.sid == bindparam("sid")).label("logged_out"),
 ).where(UserModel.id == bindparam("user_id"))
 
 
@@ -59,6 +59,6 @@ class Blocklist:
         row = db.session.connection().execute(TOKEN_STATUS, {"user_id": user_id, "sid": sid}).first()
         if row is None or row.account_key != account_key:
             return USER_GONE
-        if row.session_generation != generation or row[2]:
+        if row.session_generation != generation or row.logged_out:
             return REVOKED
         return ACTIVE

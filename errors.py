@@ -179,7 +179,7 @@ def register_jwt_loaders(jwt):
         lambda header, payload: unauthorized(401, "fresh_token_required", "The token is not fresh; log in again.")
     )
     jwt.user_lookup_error_loader(
-        lambda header, payload: unauthorized(401, "invalid_token", "The token's user no longer exists.")
+        lambda header, payload: unauthorized(401, "invalid_token", "The token does not belong to an existing account.")
     )
     jwt.token_verification_failed_loader(
         lambda header, payload: unauthorized(401, "invalid_token", "The token's claims are not valid.")

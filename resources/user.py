@@ -77,7 +77,7 @@ class TokenRefresh(Resource):
     def post(self):
         user = UserModel.find_by_id(current_user_id())
         if user is None:
-            raise ApiError(401, "invalid_token", "The token's user no longer exists.")
+            raise ApiError(401, "invalid_token", "The token does not belong to an existing account.")
         return {"access_token": refreshed_access_token(user, get_jwt())}, 200, NO_STORE
 
 
