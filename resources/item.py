@@ -63,7 +63,12 @@ def check_item_quota(store_id):
 def insert_item(name, data):
     """Insert and commit, letting the database's constraints decide races:
     409 when the name was taken meanwhile, 400 when the store vanished."""
-    check_item_quota(data["store_id"])
+    try:
+        check_item_quota(data["store_id"])
+    except ApiError:
+        if ItemModel.json_by_name(name) is not None:
+            raise name_taken(name) from None  # the truer answer: it exists anyway
+        raise
     item = ItemModel(name=name, price=data["price"], store_id=data["store_id"])
     db.session.add(item)
     try:

@@ -159,3 +159,12 @@ def test_item_quota_counts_what_a_concurrent_create_committed(make_app, database
     other.close()
     request.join(10)
     status(answer["response"], 403, "quota_exceeded")
+
+
+def test_existing_name_is_409_even_when_the_store_is_full(make_app):
+    app = make_app(MAX_ITEMS_PER_STORE=1)
+    client = app.test_client()
+    user = Users(app, client).create()
+    store_id = client.post("/store/s", headers=user["headers"]).get_json()["id"]
+    status(client.post("/item/only", headers=user["headers"], json={**ITEM, "store_id": store_id}), 201)
+    status(client.post("/item/only", headers=user["headers"], json={**ITEM, "store_id": store_id}), 409, "conflict")
