@@ -205,6 +205,10 @@ class Bench:
             JWT_SECRET_KEY=self.jwt_secret,
             DATABASE_URL=f"sqlite:///{db_path}",
             LOGIN_RATE_LIMIT="1000000 per minute",
+            REGISTER_RATE_LIMIT="1000000 per minute",
+            # Seeding makes more stores and items than the default quotas allow.
+            MAX_STORES_PER_USER="1000000",
+            MAX_ITEMS_PER_STORE="1000000",
             # One token serves a whole size's runs; the default 15 min could run out.
             JWT_ACCESS_TOKEN_EXPIRES="3600",
         )
