@@ -4,6 +4,8 @@ Reads run as Core statements on the session's connection
 (`db.session.connection().execute`) and build JSON-ready dicts directly: the
 ORM's result layer costs more than the rows themselves on the hot paths.
 """
+from urllib.parse import quote
+
 from sqlalchemy import bindparam, func, select
 
 from db import db
@@ -25,9 +27,12 @@ class ItemModel(db.Model):
         db.Integer, db.ForeignKey("stores.id", name="fk_items_store_id", ondelete="RESTRICT"), nullable=False, index=True
     )
     store = db.relationship("StoreModel", back_populates="items")
+    # The stored image's object key (item_images.py), or NULL: no image.
+    image_key = db.Column(db.String(100), nullable=True, index=True)
 
     def json(self):
-        return {"id": self.id, "name": self.name, "price": float(self.price), "store_id": self.store_id}
+        return {"id": self.id, "name": self.name, "price": float(self.price), "store_id": self.store_id,
+                "image_url": image_url(self.name, self.image_key)}
 
     @classmethod
     def find_by_name(cls, name):
@@ -61,10 +66,20 @@ class ItemModel(db.Model):
         return list(db.session.connection().execute(query).scalars()), cls.count()
 
 
-COLUMNS = (ItemModel.id, ItemModel.name, ItemModel.price, ItemModel.store_id)
+COLUMNS = (ItemModel.id, ItemModel.name, ItemModel.price, ItemModel.store_id, ItemModel.image_key)
 SELECT_BY_NAME = select(*COLUMNS).where(ItemModel.name == bindparam("name"))
 
 
 def row_json(row):
-    id_, name, price, store_id = row
-    return {"id": id_, "name": name, "price": price, "store_id": store_id}
+    id_, name, price, store_id, image_key = row
+    return {"id": id_, "name": name, "price": price, "store_id": store_id,
+            "image_url": image_url(name, image_key)}
+
+
+def image_url(name, image_key):
+    """Where the item's image is served, or None. `v` is the start of the content
+    hash: the URL changes whenever the image does, so it may be cached for a year.
+    The name is fully percent-encoded ('/' too), so no name can change the path."""
+    if image_key is None:
+        return None
+    return f"/item/{quote(name, safe='')}/image?v={image_key[:16]}"

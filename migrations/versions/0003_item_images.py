@@ -1,0 +1,32 @@
+"""Item images: the object key of each item's stored image.
+
+`image_key` names the object in image storage (storage.py): the SHA-256 of
+the re-encoded image, a random upload id and the extension; NULL when the item
+has no image. Indexed: the orphan sweep and the "is this object still
+referenced" check look rows up by it.
+
+batch_alter_table: SQLite cannot ALTER a table in place beyond ADD COLUMN;
+alembic's batch mode copies the table there and is a plain ALTER on PostgreSQL.
+
+Revision ID: 0003
+Revises: 0001 (re-chained after 0002 when the branches merge)
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("items") as batch:
+        batch.add_column(sa.Column("image_key", sa.String(100), nullable=True))
+        batch.create_index("ix_items_image_key", ["image_key"])
+
+
+def downgrade():
+    with op.batch_alter_table("items") as batch:
+        batch.drop_index("ix_items_image_key")
+        batch.drop_column("image_key")
