@@ -21,6 +21,7 @@ from db import db
 from errors import StoresApi, register_error_handlers, register_jwt_loaders
 from extensions import jwt
 from resources.health import Health, Ready
+from resources.image import ItemImage
 from resources.item import Item, ItemList
 from resources.store import Store, StoreList
 from resources.user import (
@@ -34,6 +35,7 @@ from resources.user import (
 )
 from request_log import register_request_logging
 from security import Passwords
+from storage import make_storage
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,7 @@ def register_extensions(app):
     register_jwt_loaders(jwt)
     app.extensions["passwords"] = Passwords(app.config)
     app.extensions["blocklist"] = make_blocklist(app.config)
+    app.extensions["image_storage"] = make_storage(app.config, app.instance_path)
 
 
 def register_migrations(app):
@@ -163,6 +166,9 @@ def register_resources(app):
     api.add_resource(Store, "/store/<name:name>")
     api.add_resource(StoreList, "/stores")
     api.add_resource(Item, "/item/<name:name>")
+    # More static text than the rule above, so Werkzeug tries it first:
+    # /item/a/b/image is the image of item "a/b".
+    api.add_resource(ItemImage, "/item/<name:name>/image")
     api.add_resource(ItemList, "/items")
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/health/ready")

@@ -61,6 +61,19 @@ class Config:
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 65536)
 
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+
+    # Item images (storage.py, images.py, resources/image.py). None means
+    # file:// + the instance folder's images/.
+    IMAGE_STORAGE = os.environ.get("IMAGE_STORAGE") or None
+    IMAGE_MAX_BYTES = _int("IMAGE_MAX_BYTES", 5242880)
+    IMAGE_MAX_PIXELS = _int("IMAGE_MAX_PIXELS", 40000000)
+    # Behind Nginx: the internal location that serves the images folder
+    # (deploy/nginx.conf, "/_images/"); unset, the app sends files itself.
+    IMAGE_ACCEL_REDIRECT = os.environ.get("IMAGE_ACCEL_REDIRECT") or None
+    S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL") or None
+    AWS_ACCESS_KEY_ID = os.environ.get("AWS_ACCESS_KEY_ID") or None
+    AWS_SECRET_ACCESS_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY") or None
+    AWS_DEFAULT_REGION = os.environ.get("AWS_DEFAULT_REGION") or None
     RATELIMIT_HEADERS_ENABLED = True
 
     # OWASP's minimum for argon2id: 19 MiB, 2 iterations, parallelism 1.

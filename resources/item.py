@@ -4,6 +4,7 @@ from flask_restful import Resource
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+import item_images
 from db import db
 from errors import conflict, not_found, validation_error
 from models.item import ItemModel
@@ -19,6 +20,15 @@ item_parser.add_argument("store_id", type=arguments.positive_int, required=True)
 
 def no_such_store():
     return validation_error({"store_id": "No store has this id."})
+
+
+def new_item_name(name):
+    """A name for an item being created or updated: a trailing "/image" would
+    address the item's image (resources/image.py), so it is refused."""
+    name = arguments.path_name(name)
+    if name.endswith("/image"):
+        raise validation_error({"name": "Must not end in '/image' (that path is the item's image)."})
+    return name
 
 
 def parse_item():
@@ -60,7 +70,7 @@ class Item(Resource):
 
     @fresh_jwt_required
     def post(self, name):
-        name = arguments.path_name(name)
+        name = new_item_name(name)
         data = parse_item()
         if ItemModel.find_by_name(name) is not None:
             raise name_taken(name)
@@ -71,7 +81,7 @@ class Item(Resource):
 
     @jwt_required()
     def put(self, name):
-        name = arguments.path_name(name)
+        name = new_item_name(name)
         data = parse_item()
         values = {"price": data["price"], "store_id": data["store_id"]}
         # Update first; if no row had the name, insert; if a concurrent PUT
@@ -93,8 +103,10 @@ class Item(Resource):
         item = ItemModel.find_by_name(arguments.path_name(name))
         if item is None:
             raise not_found(ITEM_NOT_FOUND)
+        image_key = item.image_key
         db.session.delete(item)
         db.session.commit()
+        item_images.discard(image_key)  # after the commit: never a row without its object
         return {"message": "Item deleted."}, 200
 
 
