@@ -59,8 +59,9 @@ def too_large(limit):
 def multipart_image(limit):
     """The one file of the multipart field `image`, at most `limit` bytes."""
     request.max_content_length = limit + MULTIPART_OVERHEAD
-    request.max_form_memory_size = 4096  # other (non-file) fields: nothing of use
-    request.max_form_parts = 16
+    # max_form_memory_size stays Flask's 500 kB: Werkzeug applies it to its
+    # read buffer too (64 kB chunks), so a small value refuses every upload.
+    request.max_form_parts = 16  # one file and a few fields, not thousands of parts
     try:
         files = request.files.getlist("image")
     except RequestEntityTooLarge:
