@@ -148,8 +148,17 @@ class NameConverter(BaseConverter):
     part_isolating = False
 
 
+class ItemNameConverter(NameConverter):
+    """An item name: as above, but never ending in "/image", which addresses
+    the item's image (`/item/a/b/image` is the image of item "a/b"). So any
+    method on such a path is the image route's: 405 with its own Allow."""
+
+    regex = "(?s:.+(?<!/image))"
+
+
 def register_resources(app):
     app.url_map.converters["name"] = NameConverter
+    app.url_map.converters["item_name"] = ItemNameConverter
     api = StoresApi(app)
 
     @api.representation("application/json")
@@ -165,9 +174,7 @@ def register_resources(app):
     api.add_resource(User, "/user/<int:user_id>")
     api.add_resource(Store, "/store/<name:name>")
     api.add_resource(StoreList, "/stores")
-    api.add_resource(Item, "/item/<name:name>")
-    # More static text than the rule above, so Werkzeug tries it first:
-    # /item/a/b/image is the image of item "a/b".
+    api.add_resource(Item, "/item/<item_name:name>")
     api.add_resource(ItemImage, "/item/<name:name>/image")
     api.add_resource(ItemList, "/items")
     api.add_resource(Health, "/health")
