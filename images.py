@@ -42,7 +42,9 @@ CONTENT_TYPES = {ext: content_type for ext, content_type in FORMATS.values()}
 
 # Encoder settings: good quality, no metadata (none is passed).
 SAVE_OPTIONS = {
-    "JPEG": {"quality": 88, "optimize": True},
+    # No optimize=True: it makes libjpeg keep every DCT coefficient of the
+    # picture (~40 MB more for 12 megapixels) for a ~5% smaller file.
+    "JPEG": {"quality": 88},
     "PNG": {"optimize": False, "compress_level": 6},
     "WEBP": {"quality": 85, "method": 4},
 }

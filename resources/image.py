@@ -16,6 +16,7 @@
 from flask import current_app, request, send_file
 from flask_jwt_extended import jwt_required, verify_jwt_in_request
 from flask_restful import Resource
+from sqlalchemy import bindparam, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 import item_images
@@ -94,9 +95,14 @@ def uploaded_bytes():
                    "image/jpeg, image/png or image/webp body.")
 
 
+# Built once: GET is the hot path, and the ORM query layer cost more than the
+# SELECT itself (bench/RESULTS.md, "Item images").
+SELECT_IMAGE_KEY = select(ItemModel.image_key).where(ItemModel.name == bindparam("name"))
+
+
 def image_key_by_name(name):
     """The item's image_key, or 404 (no item, or no image): one SELECT."""
-    row = ItemModel.query.with_entities(ItemModel.image_key).filter_by(name=name).first()
+    row = db.session.connection().execute(SELECT_IMAGE_KEY, {"name": name}).first()
     if row is None:
         raise not_found(ITEM_NOT_FOUND)
     if row.image_key is None:
