@@ -7,7 +7,7 @@ Nginx -> uWSGI (uwsgi.ini:nginx) -> PostgreSQL, images on the local disk.
 - GET is served by Nginx from the images folder via X-Accel-Redirect: the
   app's answer over its own socket has an empty body, Nginx's has the bytes,
   with the app's ETag (not Nginx's) and Cache-Control; If-None-Match gives
-  304; HEAD works.
+  304; HEAD works; once deleted, both URLs are 404.
 - The Postman collection postman/images.postman_collection.json (a real
   JPEG uploaded as a multipart file) passes through Nginx with newman.
 """
@@ -186,6 +186,12 @@ def test_get_is_sent_by_nginx_with_the_apps_etag_and_304(image_deployment, item_
 
     # The internal location cannot be asked for directly.
     assert http.get(f"{url}{accel}").status_code == 404
+
+    # Deleted: both URLs are 404 at once.
+    assert http.delete(f"{url}/item/{path}/image", headers=headers).status_code == 200
+    assert http.get(f"{url}/item/{path}/image").status_code == 404
+    gone = http.get(f"{url}{image_url}")
+    assert gone.status_code == 404 and gone.json()["error"] == "not_found"
 
 
 def test_images_postman_collection_passes_through_nginx(image_deployment, newman_bin, tmp_path):
