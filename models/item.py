@@ -77,9 +77,11 @@ def row_json(row):
 
 
 def image_url(name, image_key):
-    """Where the item's image is served, or None. `v` is the start of the content
-    hash: the URL changes whenever the image does, so it may be cached for a year.
-    The name is fully percent-encoded ('/' too), so no name can change the path."""
+    """Where the item's image is served, or None. `v` is the stored object's key
+    (content hash, upload id, extension): the URL changes whenever the image
+    does, so it may be cached for a year, and Nginx can send that file without
+    asking the app (deploy/nginx.conf). The name is fully percent-encoded ('/'
+    too), so no name can change the path."""
     if image_key is None:
         return None
-    return f"/item/{quote(name, safe='')}/image?v={image_key[:16]}"
+    return f"/item/{quote(name, safe='')}/image?v={image_key}"

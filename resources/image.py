@@ -122,7 +122,7 @@ def requested_object(image_key):
 
 
 def cache_control(image_key):
-    versioned = request.args.get("v") == image_key[:16]
+    versioned = request.args.get("v") == image_key
     return IMMUTABLE if versioned else REVALIDATE
 
 

@@ -4,10 +4,13 @@ Nginx -> uWSGI (uwsgi.ini:nginx) -> PostgreSQL, images on the local disk.
 - Uploads: a file of exactly IMAGE_MAX_BYTES is accepted, one byte more is
   413 from the app, and a body over the route's client_max_body_size is 413
   from Nginx itself; every answer in the JSON envelope.
-- GET is served by Nginx from the images folder via X-Accel-Redirect: the
-  app's answer over its own socket has an empty body, Nginx's has the bytes,
-  with the app's ETag (not Nginx's) and Cache-Control; If-None-Match gives
-  304; HEAD works; once deleted, both URLs are 404.
+- A versioned image URL (image_url, ?v=<object key>) is sent by Nginx from
+  the images folder without asking uWSGI, with the app's ETag and a year of
+  Cache-Control; a conditional request goes to the app (304).
+- An unversioned GET is sent by Nginx via X-Accel-Redirect: the app's answer
+  over its own socket has an empty body, Nginx's has the bytes, with the
+  app's ETag (not Nginx's) and Cache-Control; If-None-Match gives 304; HEAD
+  works. Once deleted, both URLs are 404.
 - The Postman collection postman/images.postman_collection.json (a real
   JPEG uploaded as a multipart file) passes through Nginx with newman.
 """
@@ -18,6 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -151,47 +155,91 @@ def test_other_routes_keep_the_64k_limit_through_nginx(image_deployment, item_pa
     assert answer.json()["error"] == "payload_too_large"
 
 
-def test_get_is_sent_by_nginx_with_the_apps_etag_and_304(image_deployment, item_path):
+def test_versioned_url_is_sent_by_nginx_without_the_app(image_deployment, item_path):
     http, url = image_deployment.session(), image_deployment.url
     path, headers = item_path
-    original = samples.png_with_transparency()
     body = http.put(f"{url}/item/{path}/image", headers=headers,
-                    files={"image": ("x.png", original, "image/png")}).json()
-    image_url = body["image_url"]
+                    files={"image": ("x.jpg", samples.jpeg((900, 600)), "image/jpeg")}).json()
+    image_url, key = body["image_url"], body["image_url"].split("?v=")[1]
+    stored = (image_deployment.images_dir / key[:2] / key).read_bytes()
+    from_app = http.get(f"{url}/item/{path}/image")  # unversioned: the app answers
+
+    served = image_deployment.instance.served()
+    direct = http.get(f"{url}{image_url}")
+    thumb = http.get(f"{url}{image_url}&size=thumb")
+    head = http.head(f"{url}{image_url}")
+    assert image_deployment.instance.served() == served  # uWSGI was not asked
+    assert direct.status_code == 200 and direct.content == stored
+    assert direct.headers["Content-Type"] == "image/jpeg"
+    assert direct.headers["ETag"] == from_app.headers["ETag"] == f'"{key[:64]}"'
+    assert direct.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert thumb.status_code == 200 and thumb.headers["ETag"] == f'"{key[:64]}-thumb"'
+    assert max(Image.open(io.BytesIO(thumb.content)).size) == 256
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(stored))
+
+    # A conditional request goes to the app, which answers 304.
+    again = http.get(f"{url}{image_url}", headers={"If-None-Match": direct.headers["ETag"]})
+    assert again.status_code == 304
+    # uWSGI counts a request just after sending its response: allow a moment.
+    deadline = time.monotonic() + 3
+    while image_deployment.instance.served() == served and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert image_deployment.instance.served() == served + 1
+
+    # Only the server's own key form is ever turned into a path.
+    for bad in ("../../../etc/passwd", key.replace(".jpg", ".txt"), key[:-5] + "/.jpg"):
+        answer = http.get(f"{url}/item/{path}/image", params={"v": bad})
+        assert answer.status_code == 200 and answer.content == stored  # the app's answer
+        assert answer.headers["Cache-Control"] == "public, no-cache"
+
+
+def test_unversioned_get_is_sent_by_nginx_via_x_accel_redirect_with_etag_and_304(image_deployment,
+                                                                                 item_path):
+    http, url = image_deployment.session(), image_deployment.url
+    path, headers = item_path
+    http.put(f"{url}/item/{path}/image", headers=headers,
+             files={"image": ("x.png", samples.png_with_transparency(), "image/png")})
+    plain = f"/item/{path}/image"
 
     # The app itself, asked over its socket, hands the file to Nginx.
     # (uwsgi_request puts the path into PATH_INFO as is: decode it, as Nginx does.)
-    direct = uwsgi_request(image_deployment.instance.port, "GET", unquote(image_url.split("?")[0]))
+    direct = uwsgi_request(image_deployment.instance.port, "GET", unquote(plain))
     assert direct.status == 200 and direct.body == b""
     accel = direct.headers["x-accel-redirect"]
     assert accel.startswith("/_images/")
     stored = (image_deployment.images_dir / accel.removeprefix("/_images/")).read_bytes()
 
-    through_nginx = http.get(f"{url}{image_url}")
+    through_nginx = http.get(f"{url}{plain}")
     assert through_nginx.status_code == 200
     assert through_nginx.content == stored
     assert through_nginx.headers["Content-Type"] == "image/png"
     assert through_nginx.headers["ETag"] == direct.headers["etag"]
-    assert through_nginx.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert through_nginx.headers["Cache-Control"] == "public, no-cache"
     assert "X-Accel-Redirect" not in through_nginx.headers
     assert Image.open(io.BytesIO(through_nginx.content)).mode == "RGBA"
 
-    again = http.get(f"{url}{image_url}", headers={"If-None-Match": through_nginx.headers["ETag"]})
+    again = http.get(f"{url}{plain}", headers={"If-None-Match": through_nginx.headers["ETag"]})
     assert again.status_code == 304
     assert again.headers["ETag"] == through_nginx.headers["ETag"]
 
-    head = http.head(f"{url}{image_url}")
+    head = http.head(f"{url}{plain}")
     assert head.status_code == 200 and head.content == b""
     assert head.headers["Content-Length"] == str(len(stored))
 
     # The internal location cannot be asked for directly.
     assert http.get(f"{url}{accel}").status_code == 404
 
-    # Deleted: both URLs are 404 at once.
+
+def test_a_deleted_image_is_404_on_both_urls(image_deployment, item_path):
+    http, url = image_deployment.session(), image_deployment.url
+    path, headers = item_path
+    image_url = http.put(f"{url}/item/{path}/image", headers=headers,
+                         files={"image": ("x.webp", samples.webp(), "image/webp")}).json()["image_url"]
+    assert http.get(f"{url}{image_url}").headers["Content-Type"] == "image/webp"
     assert http.delete(f"{url}/item/{path}/image", headers=headers).status_code == 200
-    assert http.get(f"{url}/item/{path}/image").status_code == 404
-    gone = http.get(f"{url}{image_url}")
-    assert gone.status_code == 404 and gone.json()["error"] == "not_found"
+    for target in (f"/item/{path}/image", image_url):
+        gone = http.get(f"{url}{target}")
+        assert gone.status_code == 404 and gone.json()["error"] == "not_found", target
 
 
 def test_images_postman_collection_passes_through_nginx(image_deployment, newman_bin, tmp_path):
