@@ -136,7 +136,7 @@ def render_site(site_conf: str, *, backends: list[str], http_port: int, https_po
     text = _replace_once(text, "/var/log/nginx/stores-api.access.log", str(prefix / "logs" / "access.log"))
     text = _replace_once(text, "/var/log/nginx/stores-api.error.log", str(prefix / "logs" / "error.log"))
     text = _replace_once(text, "root /var/www/letsencrypt;", f"root {prefix / 'acme'};")
-    text = _replace_once(text, "alias /srv/stores-api/instance/images/;",
+    text = _replace_once(text, "alias /var/lib/stores-api/images/;",
                          f"alias {images_dir or prefix / 'images'}/;")
     return text
 
