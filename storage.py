@@ -7,7 +7,7 @@ resources/image.py:
     delete(key)                    remove it (no error when it is gone)
     exists(key)                    True if it is there
     keys()                         (key, last-modified unix time) of every object
-    stream(key)                    (chunks iterator, length): the object's bytes
+    stream(key)                    (Chunks, length): the bytes, as a closable iterator
     path(key)                      a local file path (FileStorage only), so the
                                    server can send the file without Python
                                    copying it (X-Accel-Redirect or sendfile)
@@ -102,15 +102,20 @@ class FileStorage:
                         continue  # deleted meanwhile
 
     def stream(self, key):
-        path = self.path(key)
-        f = open(path, "rb")
-        return _file_chunks(f), os.fstat(f.fileno()).st_size
+        f = open(self.path(key), "rb")
+        return Chunks(iter(lambda: f.read(CHUNK), b""), f.close), os.fstat(f.fileno()).st_size
 
 
-def _file_chunks(f):
-    with f:
-        while chunk := f.read(CHUNK):
-            yield chunk
+class Chunks:
+    """An object's bytes as a WSGI response body: iterated in chunks, and
+    closed by the server when the response ends, read or not (a HEAD request
+    reads nothing, and the file or S3 connection must still be released)."""
+
+    def __init__(self, chunks, close):
+        self._chunks, self.close = chunks, close
+
+    def __iter__(self):
+        return self._chunks
 
 
 class S3Storage:
@@ -166,17 +171,10 @@ class S3Storage:
                     raise FileNotFoundError(key) from None
                 raise
         body = answer["Body"]
-        return _s3_chunks(body), answer["ContentLength"]
+        return Chunks(body.iter_chunks(CHUNK), body.close), answer["ContentLength"]
 
     def _unavailable_on_error(self):
         return _translate(self._errors.unavailable, StorageUnavailable)
-
-
-def _s3_chunks(body):
-    try:
-        yield from body.iter_chunks(CHUNK)
-    finally:
-        body.close()
 
 
 class _translate:
