@@ -8,6 +8,7 @@ PostgreSQL.
 """
 import io
 import threading
+import time
 
 import pytest
 from PIL import Image
@@ -401,6 +402,10 @@ def test_get_streams_the_stored_bytes(http, stored_app, user):
     assert response.status_code == 200 and response.mimetype == "image/png"
     assert int(response.headers["Content-Length"]) == len(response.data)
     assert opened(response).size == (200, 100)
+    head = http.head("/item/chair/image")
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["Content-Length"] == str(len(response.data))
+    assert head.headers["ETag"] == response.headers["ETag"]
 
 
 def test_interleaved_uploads_leave_one_image_and_no_orphan(http, stored_app, user):
@@ -467,7 +472,7 @@ def test_sweep_removes_only_old_unreferenced_objects(http, stored_app, user):
         assert len(objects(stored_app)) == 4
         # Young orphans stay: their commit may still be on its way.
         assert item_images.sweep(min_age_seconds=3600) == []
-        deleted = item_images.sweep(min_age_seconds=3600, now=__import__("time").time() + 7200)
+        deleted = item_images.sweep(min_age_seconds=3600, now=time.time() + 7200)
     assert sorted(deleted) == sorted(item_images.object_keys(orphan))
     assert objects(stored_app) == sorted(kept)
 
