@@ -61,6 +61,7 @@ fuzz: install-dev
 bench: install-dev
 	bench/install-wrk.sh
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/image_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis postman/node_modules

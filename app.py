@@ -25,6 +25,7 @@ from extensions import jwt
 from rate_limits import RateLimits
 from request_log import register_request_logging
 from resources.health import Health, Ready
+from resources.image import ItemImage
 from resources.item import Item, ItemList
 from resources.store import Store, StoreList
 from resources.user import (
@@ -37,6 +38,7 @@ from resources.user import (
     UserSessions,
 )
 from security import Passwords, register_token_checks, return_big_buffers_to_the_os
+from storage import make_storage
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,7 @@ def register_extensions(app):
     app.extensions["passwords"] = Passwords(app.config)
     app.extensions["blocklist"] = Blocklist(app.config["JWT_REFRESH_TOKEN_EXPIRES"])
     app.extensions["rate_limits"] = RateLimits(app.config)
+    app.extensions["image_storage"] = make_storage(app.config, app.instance_path)
 
 
 def register_migrations(app):
@@ -151,8 +154,17 @@ class NameConverter(BaseConverter):
     part_isolating = False
 
 
+class ItemNameConverter(NameConverter):
+    """An item name: as above, but never ending in "/image", which addresses
+    the item's image (`/item/a/b/image` is the image of item "a/b"). So any
+    method on such a path is the image route's: 405 with its own Allow."""
+
+    regex = "(?s:.+(?<!/image))"
+
+
 def register_resources(app):
     app.url_map.converters["name"] = NameConverter
+    app.url_map.converters["item_name"] = ItemNameConverter
     api = StoresApi(app)
 
     @api.representation("application/json")
@@ -171,7 +183,8 @@ def register_resources(app):
     api.add_resource(Store, "/store/<name:name>")
     # The current course lists at /store and /item; the contract's paths are plural.
     api.add_resource(StoreList, "/stores", "/store")
-    api.add_resource(Item, "/item/<name:name>")
+    api.add_resource(Item, "/item/<item_name:name>")
+    api.add_resource(ItemImage, "/item/<name:name>/image")
     api.add_resource(ItemList, "/items", "/item")
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/health/ready")

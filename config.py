@@ -79,6 +79,20 @@ class Config:
     MAX_ITEMS_PER_STORE = _int("MAX_ITEMS_PER_STORE", 10000)
     STORE_ITEMS_EMBEDDED = _int("STORE_ITEMS_EMBEDDED", 100)
 
+    # Item images (storage.py, images.py, resources/image.py). None means
+    # file:// + the instance folder's images/.
+    IMAGE_STORAGE = os.environ.get("IMAGE_STORAGE") or None
+    IMAGE_MAX_BYTES = _int("IMAGE_MAX_BYTES", 5242880)
+    IMAGE_MAX_PIXELS = _int("IMAGE_MAX_PIXELS", 40000000)
+    # Behind Nginx: the internal location that serves the images folder
+    # (deploy/nginx.conf, "/_images/"); unset, the app sends files itself.
+    IMAGE_ACCEL_REDIRECT = os.environ.get("IMAGE_ACCEL_REDIRECT") or None
+    S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL") or None
+    AWS_ACCESS_KEY_ID = os.environ.get("AWS_ACCESS_KEY_ID") or None
+    AWS_SECRET_ACCESS_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY") or None
+    AWS_DEFAULT_REGION = os.environ.get("AWS_DEFAULT_REGION") or None
+    RATELIMIT_HEADERS_ENABLED = True
+
     # OWASP's minimum for argon2id: 19 MiB, 2 iterations, parallelism 1.
     ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 2)
     ARGON2_MEMORY_COST = _int("ARGON2_MEMORY_COST", 19456)  # KiB

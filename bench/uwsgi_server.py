@@ -74,8 +74,8 @@ class UwsgiServer:
                 if requests.get(self.base_url + ready_path, timeout=2).status_code == 200:
                     if self._all_workers_ready():
                         return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or its workers are still loading the app
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"{self.name}: not ready after {timeout} s; see {self.log_path}:\n"

@@ -5,6 +5,8 @@ Reads run as Core statements on the session's connection
 `item_json`, the one function that shapes an item for every response: the
 ORM's result layer costs more than the rows themselves on the hot paths.
 """
+from urllib.parse import quote
+
 from sqlalchemy import bindparam, delete, func, select
 
 from db import db
@@ -26,6 +28,15 @@ class ItemModel(db.Model):
         db.Integer, db.ForeignKey("stores.id", name="fk_items_store_id", ondelete="RESTRICT"), nullable=False, index=True
     )
     store = db.relationship("StoreModel", back_populates="items")
+    # The stored image's object key (item_images.py), or NULL: no image.
+    image_key = db.Column(db.String(100), nullable=True, index=True)
+
+    def json(self):
+        return item_json(self)
+
+    @classmethod
+    def find_by_name(cls, name):
+        return cls.query.filter_by(name=name).one_or_none()
 
     @classmethod
     def json_by_name(cls, name):
@@ -73,10 +84,22 @@ class ItemModel(db.Model):
         return cls.rows(*where, limit=per_page, offset=offset), total
 
 
-ITEM_COLUMNS = (ItemModel.id, ItemModel.name, ItemModel.price, ItemModel.store_id)
+ITEM_COLUMNS = (ItemModel.id, ItemModel.name, ItemModel.price, ItemModel.store_id, ItemModel.image_key)
 SELECT_BY_NAME = select(*ITEM_COLUMNS).where(ItemModel.name == bindparam("name"))
 
 
 def item_json(item):
     """The one shape of an item in every response: `item` is a row or a model."""
-    return {"id": item.id, "name": item.name, "price": float(item.price), "store_id": item.store_id}
+    return {"id": item.id, "name": item.name, "price": float(item.price), "store_id": item.store_id,
+            "image_url": image_url(item.name, item.image_key)}
+
+
+def image_url(name, image_key):
+    """Where the item's image is served, or None. `v` is the stored object's key
+    (content hash, upload id, extension): the URL changes whenever the image
+    does, so it may be cached for a year, and Nginx can send that file without
+    asking the app (deploy/nginx.conf). The name is fully percent-encoded ('/'
+    too), so no name can change the path."""
+    if image_key is None:
+        return None
+    return f"/item/{quote(name, safe='')}/image?v={image_key}"

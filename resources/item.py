@@ -10,6 +10,7 @@ from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
 from sqlalchemy import update
 
+import item_images
 from db import db
 from errors import ApiError, conflict, not_found, validation_error
 from models import commit_or_raise
@@ -143,6 +144,7 @@ class Item(Resource):
         require_owner(placement.owner_id)
         ItemModel.delete_by_id(placement.id)
         db.session.commit()
+        item_images.discard(placement.image_key)  # after the commit: never a row without its object
         return {"message": "Item deleted."}, 200
 
 

@@ -15,7 +15,8 @@ def post_item(client, headers, name="chair", **body):
 def test_create_and_get_item(client, headers, store):
     response = post_item(client, headers, price=12.99, store_id=store["id"])
     assert response.status_code == 201
-    assert response.get_json() == {"id": 1, "name": "chair", "price": 12.99, "store_id": store["id"]}
+    assert response.get_json() == {"id": 1, "name": "chair", "price": 12.99, "store_id": store["id"],
+                                   "image_url": None}
     assert client.get("/item/chair", headers=headers).get_json() == response.get_json()
 
 
@@ -111,7 +112,7 @@ def test_put_creates_then_updates(client, headers, store):
     updated = client.put("/item/desk", headers=headers, json={"price": 6.5, "store_id": other["id"]})
     assert updated.status_code == 200
     assert updated.get_json() == {"id": created.get_json()["id"], "name": "desk", "price": 6.5,
-                                  "store_id": other["id"]}
+                                  "store_id": other["id"], "image_url": None}
 
 
 def test_put_needs_a_fresh_token_only_to_create(client, users, owner, store):
@@ -144,7 +145,8 @@ def test_item_list_with_token_and_paging(client, headers, store):
     for n in range(3):
         post_item(client, headers, name=f"i{n}", price=n, store_id=store["id"])
     body = client.get("/items?per_page=2&page=2", headers=headers).get_json()
-    assert body == {"items": [{"id": 3, "name": "i2", "price": 2, "store_id": store["id"]}],
+    assert body == {"items": [{"id": 3, "name": "i2", "price": 2, "store_id": store["id"],
+                               "image_url": None}],
                     "page": 2, "per_page": 2, "total": 3}
 
 

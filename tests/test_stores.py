@@ -57,7 +57,8 @@ def test_store_lists_its_items(client, owner, store):
     headers = owner["headers"]
     client.post("/item/chair", headers=headers, json={"price": 12.99, "store_id": store["id"]})
     body = client.get("/store/shop").get_json()
-    assert body["items"] == [{"id": 1, "name": "chair", "price": 12.99, "store_id": store["id"]}]
+    assert body["items"] == [{"id": 1, "name": "chair", "price": 12.99, "store_id": store["id"],
+                              "image_url": None}]
 
 
 def test_delete_store_is_owner_or_admin_only(client, users, owner, store):

@@ -10,7 +10,8 @@ breaks the tests loudly instead):
   - the upstream's unix socket  -> the uWSGI instances the test started;
   - ports 80 / 443 on every address -> free ports on 127.0.0.1;
   - Let's Encrypt's certificate -> a throw-away self-signed one (openssl);
-  - /var/log/nginx and /var/www -> folders under the test's temporary prefix.
+  - /var/log/nginx and /var/www -> folders under the test's temporary prefix;
+  - the images folder of location /_images/ -> the test app's IMAGE_STORAGE.
 
 It then wraps the result in a minimal main config (own pid file, temp paths
 and logs under the prefix: no root needed, nothing touched outside the
@@ -114,11 +115,12 @@ def _replace_once(text: str, old: str, new: str) -> str:
 
 
 def render_site(site_conf: str, *, backends: list[str], http_port: int, https_port: int,
-                cert: Path, key: Path, prefix: Path) -> str:
+                cert: Path, key: Path, prefix: Path, images_dir: Path | None = None) -> str:
     """The production server blocks, rewritten for a local test run.
 
     `backends` are upstream addresses as Nginx writes them: "127.0.0.1:18001"
-    or "unix:/path/to.sock".
+    or "unix:/path/to.sock". `images_dir`: the folder X-Accel-Redirect'ed
+    images are served from (the app's IMAGE_STORAGE); default PREFIX/images.
     """
     if not backends:
         raise ValueError("at least one backend is needed")
@@ -134,6 +136,8 @@ def render_site(site_conf: str, *, backends: list[str], http_port: int, https_po
     text = _replace_once(text, "/var/log/nginx/stores-api.access.log", str(prefix / "logs" / "access.log"))
     text = _replace_once(text, "/var/log/nginx/stores-api.error.log", str(prefix / "logs" / "error.log"))
     text = _replace_once(text, "root /var/www/letsencrypt;", f"root {prefix / 'acme'};")
+    text = _replace_once(text, "alias /var/lib/stores-api/images/;",
+                         f"alias {images_dir or prefix / 'images'}/;")
     return text
 
 
@@ -173,6 +177,8 @@ class NginxServer:
 
     backends: list[str]
     prefix: Path | None = None
+    # The app's file:// IMAGE_STORAGE folder, for location /_images/.
+    images_dir: Path | None = None
     http_port: int = 0
     https_port: int = 0
     # Set by prepare(): the main config, the test certificate and its key,
@@ -205,7 +211,8 @@ class NginxServer:
         self.cert, self.key = make_self_signed_cert(self.prefix / "conf")
         site = render_site(PRODUCTION_CONF.read_text(), backends=self.backends,
                            http_port=self.http_port, https_port=self.https_port,
-                           cert=self.cert, key=self.key, prefix=self.prefix)
+                           cert=self.cert, key=self.key, prefix=self.prefix,
+                           images_dir=self.images_dir)
         site_path = self.prefix / "conf" / "stores-api.conf"
         site_path.write_text(site)
         self.conf = self.prefix / "conf" / "nginx.conf"
