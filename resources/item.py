@@ -4,6 +4,7 @@ from flask_restful import Resource
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+import events
 from db import db
 from errors import conflict, not_found, validation_error
 from models.item import ItemModel
@@ -40,6 +41,7 @@ def insert_item(name, data):
     name was taken meanwhile; ApiError when the store vanished meanwhile."""
     item = ItemModel(name=name, price=data["price"], store_id=data["store_id"])
     db.session.add(item)
+    events.record("item.created", item)
     try:
         db.session.commit()
     except IntegrityError:
@@ -81,6 +83,7 @@ class Item(Resource):
                 update(ItemModel).where(ItemModel.name == name).values(**values)
             ).rowcount
             if updated:
+                events.record("item.updated", ItemModel.json_by_name(name))
                 db.session.commit()
                 return ItemModel.json_by_name(name), 200
             item = insert_item(name, data)
@@ -94,6 +97,7 @@ class Item(Resource):
         if item is None:
             raise not_found(ITEM_NOT_FOUND)
         db.session.delete(item)
+        events.record("item.deleted", item.json())
         db.session.commit()
         return {"message": "Item deleted."}, 200
 

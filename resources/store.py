@@ -1,6 +1,7 @@
 """Stores: one store by name, and the paged list of stores with their items."""
 from flask_jwt_extended import jwt_required
 from flask_restful import Resource
+import events
 from db import db
 from errors import conflict, not_found
 from models import commit_or_raise
@@ -27,6 +28,7 @@ class Store(Resource):
             raise name_taken
         store = StoreModel(name=name)
         db.session.add(store)
+        events.record("store.created", lambda: {"id": store.id, "name": store.name, "items": []})
         commit_or_raise(name_taken)
         return {"id": store.id, "name": store.name, "items": []}, 201
 
@@ -39,6 +41,7 @@ class Store(Resource):
         if store.has_items():
             raise holds_items
         db.session.delete(store)
+        events.record("store.deleted", {"id": store.id, "name": store.name, "items": []})
         # An item added meanwhile makes the foreign key refuse the delete.
         commit_or_raise(holds_items)
         return {"message": "Store deleted."}, 200
