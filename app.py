@@ -22,7 +22,9 @@ from errors import StoresApi, register_error_handlers, register_jwt_loaders
 from extensions import jwt
 from resources.health import Health, Ready
 from resources.item import Item, ItemList
+from resources.jodoo import JodooHook
 from resources.store import Store, StoreList
+from resources.webhook import Webhook, WebhookDeliveryList, WebhookDeliveryRetry, WebhookList
 from resources.user import (
     TokenRefresh,
     User,
@@ -166,6 +168,11 @@ def register_resources(app):
     api.add_resource(ItemList, "/items")
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/health/ready")
+    api.add_resource(WebhookList, "/webhooks")
+    api.add_resource(Webhook, "/webhooks/<int:webhook_id>")
+    api.add_resource(WebhookDeliveryList, "/webhooks/<int:webhook_id>/deliveries")
+    api.add_resource(WebhookDeliveryRetry, "/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/retry")
+    api.add_resource(JodooHook, "/hooks/jodoo")
     limit_logins(app)
 
 
