@@ -15,7 +15,7 @@ from db import db
 from models.user import UserModel
 from tests import services
 
-TABLES = ("items", "stores", "revoked_sessions", "users")
+TABLES = ("webhook_deliveries", "webhooks", "jodoo_deliveries", "items", "stores", "revoked_sessions", "users")
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
