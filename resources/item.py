@@ -83,9 +83,10 @@ class Item(Resource):
                 update(ItemModel).where(ItemModel.name == name).values(**values)
             ).rowcount
             if updated:
-                events.record("item.updated", ItemModel.json_by_name(name))
+                item = ItemModel.json_by_name(name)
+                events.record("item.updated", item)
                 db.session.commit()
-                return ItemModel.json_by_name(name), 200
+                return item, 200
             item = insert_item(name, data)
             if item is not None:
                 return item.json(), 201
