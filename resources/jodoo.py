@@ -62,7 +62,9 @@ def field_map():
 
 
 def parse_push():
-    """The op and the push's data object, or 400."""
+    """The op and the push's data object, or 400 (415 for a body that is not JSON)."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "Send the push as application/json.")
     try:
         body = json.loads(request.get_data(cache=True))
     except (ValueError, RecursionError):

@@ -116,8 +116,11 @@ def test_unmappable_data_is_400(app, client, data, field):
 def test_unhandled_op_is_200_and_not_json_is_400(app, client):
     assert push(client, "form_update", {"anything": 1}).status_code == 200
     url, signature = sign("not json")
-    response = client.post(url, data="not json", headers={"X-JDY-Signature": signature})
+    response = client.post(url, data="not json", content_type="application/json",
+                           headers={"X-JDY-Signature": signature})
     assert response.status_code == 400 and response.get_json()["error"] == "bad_request"
+    response = client.post(url, data="not json", content_type="text/plain", headers={"X-JDY-Signature": signature})
+    assert response.status_code == 415
 
 
 def test_secret_unset_is_404(make_app):
