@@ -122,29 +122,33 @@ def outcome_values(config, row, outcome):
 
 def deliver_claimed(app, delivery_id, token):
     """Send one claimed row and record the outcome (the Huey task's body)."""
-    config = app.config
     with app.app_context():
-        row = db.session.execute(
-            select(DELIVERIES, WebhookModel.url, WebhookModel.secret)
-            .join(WebhookModel, WebhookModel.id == DELIVERIES.c.webhook_id)
-            .where(DELIVERIES.c.id == delivery_id)
-        ).first()
-        # Gone (webhook deleted), done, or re-claimed by another worker after
-        # our claim expired: not ours to send any more.
-        if row is None or row.status != PENDING or row.claim_token != token:
-            db.session.rollback()
-            return
-        db.session.rollback()  # no transaction held open during the send
-        outcome = webhook_sender.send(row.url, row.secret, row.message_id, row.payload,
-                                      timeout=config["WEBHOOK_TIMEOUT_SECONDS"],
-                                      allow_private=config["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
-        db.session.execute(
-            update(DELIVERIES)
-            .where(DELIVERIES.c.id == delivery_id, DELIVERIES.c.claim_token == token)
-            .values(**outcome_values(config, row, outcome))
-        )
-        db.session.commit()
-        db.session.remove()
+        try:
+            send_and_record(app.config, delivery_id, token)
+        finally:
+            db.session.remove()
+
+
+def send_and_record(config, delivery_id, token):
+    row = db.session.execute(
+        select(DELIVERIES, WebhookModel.url, WebhookModel.secret)
+        .join(WebhookModel, WebhookModel.id == DELIVERIES.c.webhook_id)
+        .where(DELIVERIES.c.id == delivery_id)
+    ).first()
+    db.session.rollback()  # no transaction held open during the send
+    # Gone (webhook deleted), done, or re-claimed by another worker after
+    # our claim expired: not ours to send any more.
+    if row is None or row.status != PENDING or row.claim_token != token:
+        return
+    outcome = webhook_sender.send(row.url, row.secret, row.message_id, row.payload,
+                                  timeout=config["WEBHOOK_TIMEOUT_SECONDS"],
+                                  allow_private=config["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
+    db.session.execute(
+        update(DELIVERIES)
+        .where(DELIVERIES.c.id == delivery_id, DELIVERIES.c.claim_token == token)
+        .values(**outcome_values(config, row, outcome))
+    )
+    db.session.commit()
 
 
 class WebhookWorker:
@@ -204,9 +208,9 @@ class WebhookWorker:
 def main():
     logging.basicConfig(level=os.environ.get("WEBHOOK_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-    from app import create_app
+    from app import app  # the app module builds the app from the environment
 
-    WebhookWorker(create_app()).run()
+    WebhookWorker(app).run()
 
 
 if __name__ in ("__main__", "uwsgi_file_webhooks_worker"):

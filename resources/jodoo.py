@@ -153,14 +153,15 @@ class JodooHook(Resource):
         deliver_id = request.headers.get("X-JDY-DeliverId", "")[:128]
         if deliver_id and already_applied(deliver_id):
             return {"message": "Already applied."}, 200
-        if op in UPSERT_OPS:
-            upsert_item(values)
-        else:
-            remove_item(values)
         try:
+            if op in UPSERT_OPS:
+                upsert_item(values)
+            else:
+                remove_item(values)
             db.session.commit()
         except IntegrityError:
-            # A concurrent change took the name meanwhile; Jodoo retries the push.
+            # A concurrent change took the store or item name meanwhile; the
+            # delivery id is rolled back too, so Jodoo's retry applies the push.
             db.session.rollback()
             raise conflict("The data changed concurrently; try again.") from None
         return {"message": "Applied."}, 200
