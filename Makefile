@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test test-fast lint install install-dev tools migrate bench fuzz clean
+.PHONY: run test test-fast lint install install-dev tools migrate bench bench-webhooks fuzz clean
 
 # A stamp per requirements file: reinstall only when it changed.
 $(BIN)/python:
@@ -62,6 +62,12 @@ bench: install-dev
 	bench/install-wrk.sh
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/image_bench.py
+
+# Not part of `make test` either: the API with and without one subscribed webhook
+# endpoint; writes the "Webhooks" section of bench/RESULTS.md.
+bench-webhooks: install-dev
+	bench/install-wrk.sh
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis postman/node_modules

@@ -21,13 +21,16 @@ from blacklist import Blocklist
 from config import config_class, database_url
 from db import db
 from errors import StoresApi, register_error_handlers, register_jwt_loaders
+from events import register_outbox
 from extensions import jwt
 from rate_limits import RateLimits
 from request_log import register_request_logging
 from resources.health import Health, Ready
 from resources.image import ItemImage
 from resources.item import Item, ItemList
+from resources.jodoo import JodooHook
 from resources.store import Store, StoreList
+from resources.webhook import Webhook, WebhookDeliveryList, WebhookDeliveryRetry, WebhookList
 from resources.user import (
     TokenRefresh,
     User,
@@ -122,6 +125,7 @@ def register_extensions(app):
     if not event.contains(Engine, "connect", sqlite_pragmas):
         event.listen(Engine, "connect", sqlite_pragmas)
     db.init_app(app)
+    register_outbox()
     register_migrations(app)
     jwt.init_app(app)
     register_jwt_loaders(jwt)
@@ -188,4 +192,9 @@ def register_resources(app):
     api.add_resource(ItemList, "/items", "/item")
     api.add_resource(Health, "/health")
     api.add_resource(Ready, "/health/ready")
+    api.add_resource(WebhookList, "/webhooks")
+    api.add_resource(Webhook, "/webhooks/<int:webhook_id>")
+    api.add_resource(WebhookDeliveryList, "/webhooks/<int:webhook_id>/deliveries")
+    api.add_resource(WebhookDeliveryRetry, "/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/retry")
+    api.add_resource(JodooHook, "/hooks/jodoo")
 

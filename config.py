@@ -35,6 +35,15 @@ def _int(name, default):
     return int(os.environ.get(name, default))
 
 
+def _float(name, default):
+    return float(os.environ.get(name, default))
+
+
+def _bool(name, default):
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
 class Config:
     """Defaults shared by every environment, read from the environment."""
 
@@ -101,6 +110,29 @@ class Config:
     # Seconds a client is told to wait when the database or Redis is down.
     RETRY_AFTER_SECONDS = 5
 
+    # Webhooks (webhooks.py, webhooks_worker.py; README "Webhooks").
+    # Where the embedded queue lives when REDIS_URL is unset (None: the
+    # instance folder's webhooks-queue.db).
+    WEBHOOK_QUEUE_PATH = os.environ.get("WEBHOOK_QUEUE_PATH") or None
+    # Retries: the n-th retry waits BASE * 2**(n-1) seconds (capped at MAX),
+    # with +-20 % jitter, until WINDOW seconds after the event: then `failed`.
+    WEBHOOK_RETRY_BASE_SECONDS = _float("WEBHOOK_RETRY_BASE_SECONDS", 10)
+    WEBHOOK_RETRY_MAX_SECONDS = _float("WEBHOOK_RETRY_MAX_SECONDS", 4 * 3600)
+    WEBHOOK_RETRY_WINDOW_SECONDS = _float("WEBHOOK_RETRY_WINDOW_SECONDS", 24 * 3600)
+    # How often an idle worker looks for due deliveries, and how long a claim
+    # lasts before another worker may take the row (a worker killed mid-send).
+    WEBHOOK_POLL_SECONDS = _float("WEBHOOK_POLL_SECONDS", 0.5)
+    WEBHOOK_CLAIM_SECONDS = _float("WEBHOOK_CLAIM_SECONDS", 60)
+    WEBHOOK_WORKER_THREADS = _int("WEBHOOK_WORKER_THREADS", 4)
+    WEBHOOK_TIMEOUT_SECONDS = _float("WEBHOOK_TIMEOUT_SECONDS", 10)
+    # Local and private receivers (and plain http) for development and tests
+    # only: production refuses them (SSRF: the database, Redis, cloud metadata).
+    WEBHOOK_ALLOW_PRIVATE_TARGETS = _bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", True)
+
+    # The incoming Jodoo push (resources/jodoo.py): unset secret = no endpoint.
+    JODOO_WEBHOOK_SECRET = os.environ.get("JODOO_WEBHOOK_SECRET") or None
+    JODOO_FIELD_MAP = os.environ.get("JODOO_FIELD_MAP") or '{"name": "name", "price": "price", "store": "store"}'
+
     # A JSON body that is a list or has unknown top-level keys is still parsed
     # field by field; reqparse collects every field's error, not just the first.
     BUNDLE_ERRORS = True
@@ -117,6 +149,7 @@ class DevelopmentConfig(Config):
 
 class ProductionConfig(Config):
     ENV_NAME = "production"
+    WEBHOOK_ALLOW_PRIVATE_TARGETS = _bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
 
     # The weakest hashing production may use is OWASP's minimum.
     MIN_ARGON2 = (2, 19456, 1)

@@ -28,6 +28,7 @@ import time
 from flask import current_app
 from sqlalchemy import select, update
 
+import events
 from db import db
 from errors import conflict
 from models.item import ItemModel
@@ -99,6 +100,8 @@ def swap(item_id, image_key):
             .values(image_key=image_key)
         ).rowcount
         if changed:
+            # Webhook subscribers hear of it in the same transaction (events.py).
+            events.record("item.updated", lambda: db.session.get(ItemModel, item_id, populate_existing=True).json())
             db.session.commit()
             return old
         db.session.rollback()

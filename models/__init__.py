@@ -3,11 +3,15 @@ from sqlalchemy.exc import IntegrityError
 
 from db import db
 from models.item import ItemModel
+from models.jodoo_delivery import JodooDeliveryModel
 from models.revoked_session import RevokedSessionModel
 from models.store import StoreModel
 from models.user import UserModel
+from models.webhook import WebhookModel
+from models.webhook_delivery import WebhookDeliveryModel
 
-__all__ = ["ItemModel", "RevokedSessionModel", "StoreModel", "UserModel"]
+__all__ = ["ItemModel", "JodooDeliveryModel", "RevokedSessionModel", "StoreModel", "UserModel",
+           "WebhookDeliveryModel", "WebhookModel"]
 
 
 def commit_or_raise(error):

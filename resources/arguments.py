@@ -167,13 +167,21 @@ def path_name(value):
 IMAGE_SUFFIX = "/image"
 
 
-def item_name(value):
-    """An item name from the URL. A trailing "/image" addresses the item's
-    image, so no item may be named that way."""
-    value = path_name(value)
+def item_name_value(value):
+    """An item name: a name that does not end in "/image", since that suffix
+    addresses the item's image."""
+    value = name(value)
     if value.endswith(IMAGE_SUFFIX):
-        raise validation_error({"name": f"An item name may not end in '{IMAGE_SUFFIX}'."})
+        raise ValueError(f"An item name may not end in '{IMAGE_SUFFIX}'.")
     return value
+
+
+def item_name(value):
+    """An item name from the URL, or 400 validation_error on `name`."""
+    try:
+        return item_name_value(value)
+    except ValueError as e:
+        raise validation_error({"name": str(e)}) from None
 
 
 # --- Paging ------------------------------------------------------------------

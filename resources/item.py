@@ -10,6 +10,7 @@ from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
 from sqlalchemy import update
 
+import events
 import item_images
 from db import db
 from errors import ApiError, conflict, not_found, validation_error
@@ -72,6 +73,7 @@ def insert_item(name, data):
         raise
     item = ItemModel(name=name, price=data["price"], store_id=data["store_id"])
     db.session.add(item)
+    events.record("item.created", item)
     try:
         commit_or_raise(name_taken(name))
     except ApiError:
@@ -92,10 +94,13 @@ def update_item(placement, data):
         .where(ItemModel.id == placement.id, ItemModel.store_id == placement.store_id)
         .values(**values)
     ).rowcount
-    commit_or_raise(no_such_store())
     if updated != 1:
+        db.session.rollback()
         return None
-    return {**item_json(placement), "price": float(data["price"]), "store_id": data["store_id"]}
+    item = {**item_json(placement), "price": float(data["price"]), "store_id": data["store_id"]}
+    events.record("item.updated", item)
+    commit_or_raise(no_such_store())
+    return item
 
 
 class Item(Resource):
@@ -143,6 +148,7 @@ class Item(Resource):
             raise not_found(ITEM_NOT_FOUND)
         require_owner(placement.owner_id)
         ItemModel.delete_by_id(placement.id)
+        events.record("item.deleted", item_json(placement))
         db.session.commit()
         item_images.discard(placement.image_key)  # after the commit: never a row without its object
         return {"message": "Item deleted."}, 200

@@ -7,6 +7,7 @@ from flask import current_app
 from flask_jwt_extended import jwt_required
 from flask_restful import Resource
 
+import events
 from db import db
 from errors import ApiError, conflict, not_found
 from models import commit_or_raise
@@ -49,6 +50,7 @@ class Store(Resource):
             check_store_quota(owner_id)
         store = StoreModel(name=name, owner_id=owner_id)
         db.session.add(store)
+        events.record("store.created", lambda: store_json(store, [], 0))
         commit_or_raise(name_taken)
         return store_json(store, [], 0), 201
 
@@ -62,6 +64,7 @@ class Store(Resource):
         if store.has_items():
             raise holds_items
         db.session.delete(store)
+        events.record("store.deleted", store_json(store, [], 0))
         # An item added meanwhile makes the foreign key refuse the delete.
         commit_or_raise(holds_items)
         return {"message": "Store deleted."}, 200

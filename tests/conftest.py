@@ -17,7 +17,7 @@ from db import db
 from models.user import UserModel
 from tests import services
 
-TABLES = ("items", "stores", "revoked_sessions", "users")
+TABLES = ("webhook_deliveries", "webhooks", "jodoo_deliveries", "items", "stores", "revoked_sessions", "users")
 
 
 # `make test-fast` sets TEST_BACKENDS=sqlite: in-process tests on SQLite only.

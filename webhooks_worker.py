@@ -1,0 +1,217 @@
+"""The webhook delivery worker: a Huey consumer plus a poller of the outbox.
+
+    python webhooks_worker.py        # a separate process (Heroku `worker:`, systemd)
+    uwsgi --ini uwsgi.ini            # runs this file in a uWSGI mule (see uwsgi.ini)
+
+How a delivery travels:
+1. A change commits its `webhook_deliveries` rows (events.record): the
+   outbox, the durable record of every delivery.
+2. The poller thread of each worker process claims due rows in one statement
+   (PostgreSQL: `FOR UPDATE SKIP LOCKED` in the claim's subquery; SQLite: the
+   conditional UPDATE runs under SQLite's single write lock), stamping them
+   with a claim token that expires after WEBHOOK_CLAIM_SECONDS, and enqueues
+   one Huey task per row. It claims only while the queue is short, so rows
+   wait in the database, not in the queue.
+3. Huey's worker threads, in any worker process sharing the queue, run
+   `deliver`: send the row (webhook_sender.send) and write the outcome back,
+   only if the row still carries their claim token.
+
+The queue is Huey: SqliteHuey in a file (no extra service) by default, or
+Redis when REDIS_URL is set, so the workers of several machines share one
+queue. Either queue may lose tasks (Redis without persistence, a killed
+process): a claim then simply expires and the poller claims the row again.
+Delivery is at least once; receivers dedupe on `webhook-id`. Order between
+deliveries is not kept.
+"""
+import logging
+import os
+import random
+import threading
+import uuid
+from datetime import timedelta
+
+from huey import RedisHuey, SqliteHuey
+from huey.consumer import Consumer
+from huey.storage import RedisStorage
+from sqlalchemy import or_, select, update
+
+from db import db
+from models.webhook import WebhookModel, utcnow
+from models.webhook_delivery import DELIVERED, FAILED, PENDING, WebhookDeliveryModel
+import webhook_sender
+
+log = logging.getLogger("stores_api.webhooks")
+DELIVERIES = WebhookDeliveryModel.__table__
+
+
+class PrefixedRedisStorage(RedisStorage):
+    """Huey's Redis storage with every key under REDIS_KEY_PREFIX, so the
+    queue never collides with other apps (or test runs) sharing the Redis."""
+
+    def __init__(self, name="webhooks", key_prefix="", **kwargs):
+        super().__init__(name=name, **kwargs)
+        base = f"{key_prefix}huey:{name}"
+        self.queue_key = f"{base}:queue"
+        self.schedule_key = f"{base}:schedule"
+        self.result_key = f"{base}:results"
+        self.counter_key = f"{base}:counters"
+        self.notify_prefix = f"{base}:notify:"
+
+
+class PrefixedRedisHuey(RedisHuey):
+    storage_class = PrefixedRedisStorage
+
+
+def make_huey(config, instance_path):
+    """The queue the configuration asks for: Redis when REDIS_URL is set."""
+    if config.get("REDIS_URL"):
+        from blacklist import redis_options
+
+        return PrefixedRedisHuey("webhooks", results=False, url=config["REDIS_URL"],
+                                 key_prefix=config["REDIS_KEY_PREFIX"], **redis_options(config))
+    path = config.get("WEBHOOK_QUEUE_PATH") or os.path.join(instance_path, "webhooks-queue.db")
+    return SqliteHuey("webhooks", results=False, filename=path)
+
+
+def retry_delay(config, attempts):
+    """Seconds before the next attempt, after `attempts` failed ones:
+    exponential (BASE, 2*BASE, 4*BASE, ...) up to MAX, with +-20 % jitter so
+    that endpoints that failed together do not all retry together."""
+    delay = config["WEBHOOK_RETRY_BASE_SECONDS"] * 2 ** (attempts - 1)
+    return min(delay, config["WEBHOOK_RETRY_MAX_SECONDS"]) * random.uniform(0.8, 1.2)
+
+
+def claim_due(limit, lease_seconds):
+    """Claim up to `limit` due rows for this worker; their ids and the claim token."""
+    now = utcnow()
+    token = uuid.uuid4().hex
+    due = (
+        select(DELIVERIES.c.id)
+        .where(DELIVERIES.c.status == PENDING, DELIVERIES.c.next_attempt_at <= now,
+               or_(DELIVERIES.c.claimed_until.is_(None), DELIVERIES.c.claimed_until < now))
+        .order_by(DELIVERIES.c.next_attempt_at)
+        .limit(limit)
+        # PostgreSQL: rows another worker is claiming right now are skipped,
+        # not waited for. (SQLite has no row locks; it ignores this.)
+        .with_for_update(skip_locked=True)
+    )
+    claim = (
+        update(DELIVERIES)
+        .where(DELIVERIES.c.id.in_(due.scalar_subquery()))
+        .values(claimed_until=now + timedelta(seconds=lease_seconds), claim_token=token)
+        .returning(DELIVERIES.c.id)
+    )
+    ids = list(db.session.execute(claim).scalars())
+    db.session.commit()
+    return ids, token
+
+
+def outcome_values(config, row, outcome):
+    """The columns to write after one attempt."""
+    attempts = row.attempts + 1
+    values = {"attempts": attempts, "last_status_code": outcome.status_code,
+              "last_error": outcome.error, "claimed_until": None, "claim_token": None}
+    if outcome.ok:
+        return {**values, "status": DELIVERED}
+    next_at = utcnow() + timedelta(seconds=retry_delay(config, attempts))
+    window_end = row.window_started_at + timedelta(seconds=config["WEBHOOK_RETRY_WINDOW_SECONDS"])
+    if next_at > window_end:
+        return {**values, "status": FAILED}
+    return {**values, "status": PENDING, "next_attempt_at": next_at}
+
+
+def deliver_claimed(app, delivery_id, token):
+    """Send one claimed row and record the outcome (the Huey task's body)."""
+    with app.app_context():
+        try:
+            send_and_record(app.config, delivery_id, token)
+        finally:
+            db.session.remove()
+
+
+def send_and_record(config, delivery_id, token):
+    row = db.session.execute(
+        select(DELIVERIES, WebhookModel.url, WebhookModel.secret)
+        .join(WebhookModel, WebhookModel.id == DELIVERIES.c.webhook_id)
+        .where(DELIVERIES.c.id == delivery_id)
+    ).first()
+    db.session.rollback()  # no transaction held open during the send
+    # Gone (webhook deleted), done, or re-claimed by another worker after
+    # our claim expired: not ours to send any more.
+    if row is None or row.status != PENDING or row.claim_token != token:
+        return
+    outcome = webhook_sender.send(row.url, row.secret, row.message_id, row.payload,
+                                  timeout=config["WEBHOOK_TIMEOUT_SECONDS"],
+                                  allow_private=config["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
+    db.session.execute(
+        update(DELIVERIES)
+        .where(DELIVERIES.c.id == delivery_id, DELIVERIES.c.claim_token == token)
+        .values(**outcome_values(config, row, outcome))
+    )
+    db.session.commit()
+
+
+class WebhookWorker:
+    """One worker process: the Huey queue and its task, and the outbox poller."""
+
+    def __init__(self, app):
+        self.app = app
+        self.config = app.config
+        self.huey = make_huey(app.config, app.instance_path)
+        self.deliver = self.huey.task(name="webhooks.deliver")(self._deliver)
+
+    def _deliver(self, delivery_id, token):
+        deliver_claimed(self.app, delivery_id, token)
+
+    def dispatch_due(self):
+        """Claim due rows and enqueue them; how many. Claims only while the
+        queue is short, so a claim never expires while waiting in the queue."""
+        threads = self.config["WEBHOOK_WORKER_THREADS"]
+        room = threads * 2 - len(self.huey)
+        if room <= 0:
+            return 0
+        with self.app.app_context():
+            try:
+                ids, token = claim_due(room, self.config["WEBHOOK_CLAIM_SECONDS"])
+            finally:
+                db.session.remove()
+        for delivery_id in ids:
+            self.deliver(delivery_id, token)
+        return len(ids)
+
+    def poll(self, stop_flag):
+        """Dispatch until stopped; rest WEBHOOK_POLL_SECONDS when nothing is due."""
+        while not stop_flag.is_set():
+            try:
+                if self.dispatch_due():
+                    continue
+            except Exception:
+                # The database or Redis is down: log, wait, try again.
+                log.exception("Webhook poller: dispatch failed; retrying")
+            stop_flag.wait(self.config["WEBHOOK_POLL_SECONDS"])
+
+    def consumer(self):
+        poll = self.config["WEBHOOK_POLL_SECONDS"]
+        return Consumer(self.huey, workers=self.config["WEBHOOK_WORKER_THREADS"], worker_type="thread",
+                        periodic=False, initial_delay=min(0.05, poll), max_delay=poll,
+                        check_worker_health=True)
+
+    def run(self):
+        """Serve until SIGINT/SIGTERM (Huey's consumer handles the signals)."""
+        consumer = self.consumer()
+        poller = threading.Thread(target=self.poll, args=(consumer.stop_flag,),
+                                  name="webhooks-poller", daemon=True)
+        poller.start()
+        consumer.run()
+
+
+def main():
+    logging.basicConfig(level=os.environ.get("WEBHOOK_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    from app import app  # the app module builds the app from the environment
+
+    WebhookWorker(app).run()
+
+
+if __name__ in ("__main__", "uwsgi_file_webhooks_worker"):
+    main()
