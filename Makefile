@@ -26,8 +26,10 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	$(BIN)/flask db upgrade
 
+# uwsgi --ini uwsgi.ini, with its start-up banner folded into one
+# "serving on" line (deploy/dev_server.py says which lines and why).
 run: migrate
-	$(BIN)/uwsgi --ini uwsgi.ini
+	@$(BIN)/python deploy/dev_server.py
 
 # Nginx (Debian package, only when missing; never started as a service) and
 # newman (pinned in postman/package.json, into postman/node_modules) for tests/e2e.
