@@ -1,10 +1,17 @@
 """The WSGI entry point uWSGI loads (uwsgi.ini: `module = deploy.wsgi:application`).
 
-It is the app of app.py (`app:app`, what `flask --app app` loads too), with one
-thing the server has to supply: request bodies sent with
-`Transfer-Encoding: chunked` (no Content-Length), as streaming HTTP clients do.
+It is the app of app.py (`app:app`, what `flask --app app` loads too), with
+two things the server has to supply.
 
-Why here and not in the app: WSGI has no standard way to read a body of
+1. The path behind Nginx. deploy/nginx.conf passes PATH_INFO exactly as the
+client encoded it (and says so with STORES_API_PATH_INFO_ENCODED=1), because
+Nginx's decoded $uri is normalised as well: `drafts%2F..%2Fbob-widget` became
+`bob-widget`, and `a%2F%2Fb` became `a/b`. Decoding it here once, with no
+normalisation, gives the app the same name uWSGI's own HTTP parser gives it
+for `make run` and Heroku.
+
+2. Request bodies sent with `Transfer-Encoding: chunked` (no Content-Length),
+as streaming HTTP clients do. Why here and not in the app: WSGI has no standard way to read a body of
 unknown length. Werkzeug reads nothing from a request without Content-Length
 unless the server sets `wsgi.input_terminated`, which uWSGI 2.0 does not; so
 the JSON of a chunked request looked empty and the app answered 400 "not
@@ -15,7 +22,7 @@ and hands the app an ordinary body with a Content-Length, so the app's own
 rules (413 above the limit, 400 for bad JSON, 415 for other types) apply
 unchanged.
 
-Behind Nginx this does nothing: Nginx reads a chunked body whole and sends it
+Behind Nginx this part does nothing: Nginx reads a chunked body whole and sends it
 with its length (deploy/nginx.conf). Outside uWSGI (`flask run`, tests with
 the test client) there is no `uwsgi` module and the app is served as is.
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+from urllib.parse import unquote_to_bytes
 
 from app import app
 
@@ -52,6 +60,11 @@ def _is_chunked_without_length(environ) -> bool:
 
 
 def application(environ, start_response):
+    if environ.pop("STORES_API_PATH_INFO_ENCODED", None) == "1":
+        # WSGI strings are bytes decoded as latin-1 (PEP 3333); Werkzeug turns
+        # them into UTF-8 text. unquote_to_bytes decodes %XX once and leaves
+        # "." and ".." segments and doubled slashes as they are.
+        environ["PATH_INFO"] = unquote_to_bytes(environ.get("PATH_INFO", "")).decode("latin-1")
     if uwsgi is not None and _is_chunked_without_length(environ):
         limit = app.config.get("MAX_CONTENT_LENGTH") or 0
         body = bytearray()
