@@ -43,6 +43,8 @@ except ImportError:  # pragma: no cover - outside uWSGI
 # Seconds to wait for each chunk before giving up on the client (a client
 # trickling its body holds a worker, so not long).
 CHUNK_TIMEOUT = 5
+# How much of a too-large chunked body is read and thrown away before the 413.
+DRAIN_LIMIT = 1024 * 1024
 
 
 def _bad_request(start_response):
@@ -76,6 +78,17 @@ def application(environ, start_response):
                 if not chunk:
                     break
                 body += chunk
+            else:
+                # Over the limit. Read on (discarding) up to DRAIN_LIMIT more,
+                # so that a body only somewhat too large gets its 413 cleanly:
+                # closing with the client's data unread makes the kernel reset
+                # the connection, and the client may lose the answer.
+                drained = 0
+                while drained < DRAIN_LIMIT:
+                    chunk = uwsgi.chunked_read(CHUNK_TIMEOUT)
+                    if not chunk:
+                        break
+                    drained += len(chunk)
         except OSError:  # malformed chunk framing, or the client went quiet
             return _bad_request(start_response)
         environ["wsgi.input"] = io.BytesIO(bytes(body))
