@@ -48,10 +48,13 @@ fuzz: install-dev
 	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_MAX_TIME=$(FUZZ_MAX_TIME) FUZZ_SEED=$(FUZZ_SEED) \
 		$(BIN)/python -m pytest tests/fuzz -s
 
-# Not part of `make test`: wrk against the real server and a bare Flask app; writes bench/RESULTS.md.
-bench: install-dev
+# Not part of `make test`: wrk against the real server and a bare Flask app, then the
+# mixed run (readers beside a hostile client, through Nginx and straight to uWSGI);
+# both write bench/RESULTS.md.
+bench: install-dev tools
 	bench/install-wrk.sh
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/mixed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis postman/node_modules
