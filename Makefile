@@ -26,8 +26,10 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	$(BIN)/flask db upgrade
 
+# uwsgi --ini uwsgi.ini, with its start-up banner folded into one
+# "serving on" line (deploy/dev_server.py says which lines and why).
 run: migrate
-	$(BIN)/uwsgi --ini uwsgi.ini
+	@$(BIN)/python deploy/dev_server.py
 
 # Nginx (Debian package, only when missing; never started as a service) and
 # newman (pinned in postman/package.json, into postman/node_modules) for tests/e2e.
@@ -57,11 +59,14 @@ fuzz: install-dev
 	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_MAX_TIME=$(FUZZ_MAX_TIME) FUZZ_SEED=$(FUZZ_SEED) \
 		$(BIN)/python -m pytest tests/fuzz -s
 
-# Not part of `make test`: wrk against the real server and a bare Flask app; writes bench/RESULTS.md.
-bench: install-dev
+# Not part of `make test`: wrk against the real server and a bare Flask app, then the
+# mixed run (readers beside a hostile client, through Nginx and straight to uWSGI);
+# both write bench/RESULTS.md.
+bench: install-dev tools
 	bench/install-wrk.sh
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/image_bench.py
+	$(BIN)/python bench/mixed.py
 
 # Not part of `make test` either: the API with and without one subscribed webhook
 # endpoint; writes the "Webhooks" section of bench/RESULTS.md.

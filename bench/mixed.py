@@ -1,0 +1,339 @@
+"""The mixed run of `make bench`: normal readers beside a hostile client.
+
+Readers: READERS clients, each from its own loopback address (127.0.0.10,
+.11, ...), each sending GET /items (10 items) one after the other with a
+short pause, like separate people. We record every reader request's latency
+and report p50/p99.
+
+Each scenario runs for BENCH_MIXED_SECONDS (default 15) and is one of:
+- quiet: the readers alone;
+- registration flood: FLOODERS threads from one address (127.0.0.200) POST
+  /register with new names as fast as they can (argon2 at the production
+  cost: ~30 ms of a worker's CPU each);
+- slow headers: SLOW_CLIENTS connections from 127.0.0.201 that each send one
+  header line every 3.5 s and never finish.
+The hostile client starts HOSTILE_HEAD_START seconds before the readers, so
+they measure the attack's steady state, not its first burst.
+
+The client threads run on the same machine as the servers, so a hostile
+client's own CPU (TLS handshakes, thousands of 429s a second) slows the
+servers too: the figures overstate what a remote attacker would cost.
+
+Two ways in, each with its own server:
+- through deploy/nginx.conf (run by tests/e2e/nginx_harness.py on free local
+  ports, with its documented worker_connections) in front of
+  `uwsgi --ini uwsgi.ini:nginx` with 4 workers: the Linux-server deployment
+  as the README sets it up;
+- straight to `uwsgi --ini uwsgi.ini` (PORT set, 2 workers): `make run` and Heroku,
+  where only uWSGI's own HTTP router stands in front of the workers.
+
+The goal: readers' p99 under attack within 2x of the quiet run. The figures
+go to bench/RESULTS.md, between the "mixed run" markers (the rest of that
+file is bench/run.py's). Only 127.0.0.1 is ever contacted; every count and
+duration is bounded.
+
+Usage: `.venv/bin/python bench/mixed.py` (`make bench` runs it after run.py).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = BENCH_DIR.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+from tests.e2e.nginx_harness import NginxServer, free_port, wait_for_port  # noqa: E402
+
+BIN = PROJECT_DIR / ".venv" / "bin"
+OUT_DIR = BENCH_DIR / "out"
+RESULTS = BENCH_DIR / "RESULTS.md"
+START, END = "<!-- mixed run: start (bench/mixed.py) -->", "<!-- mixed run: end -->"
+
+SECONDS = float(os.environ.get("BENCH_MIXED_SECONDS", "15"))
+READERS = 8
+READER_PAUSE = 0.05   # seconds between one reader's requests
+FLOODERS = 2
+SLOW_CLIENTS = 200
+TRICKLE_EVERY = 3.5
+NGINX_WORKERS = 4         # the README's WEB_CONCURRENCY for the Linux server
+HOSTILE_HEAD_START = 3.0  # seconds the hostile client runs before the readers start
+
+
+@dataclass
+class Outcome:
+    way: str
+    scenario: str
+    latencies: list[float]
+    errors: int
+    hostile: str
+
+    def pct(self, q):
+        data = sorted(self.latencies)
+        return data[min(len(data) - 1, int(q * len(data)))] * 1000 if data else float("nan")
+
+
+def session_from(address: str, verify) -> requests.Session:
+    http = requests.Session()
+    http.trust_env = False
+    http.verify = verify
+    adapter = requests.adapters.HTTPAdapter()
+    adapter.init_poolmanager(4, 4, source_address=(address, 0))
+    http.mount("http://", adapter)
+    http.mount("https://", adapter)
+    return http
+
+
+def reader(url, address, verify, stop, latencies, errors):
+    http = session_from(address, verify)
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            response = http.get(f"{url}/items", timeout=30)
+            ok = response.status_code == 200
+        except requests.RequestException:
+            ok = False
+        elapsed = time.monotonic() - started
+        if ok:
+            latencies.append(elapsed)
+        else:
+            errors.append(elapsed)
+        stop.wait(READER_PAUSE)
+
+
+def flooder(url, verify, stop, counts, lock):
+    http = session_from("127.0.0.200", verify)
+    while not stop.is_set():
+        name = "flood" + secrets.token_hex(6)
+        try:
+            status = http.post(f"{url}/register", json={"username": name, "password": "flood-password"},
+                               timeout=30).status_code
+        except requests.RequestException:
+            status = "error"
+        with lock:
+            counts[status] = counts.get(status, 0) + 1
+
+
+def slow_clients(host_port, use_tls, cafile, stop, opened):
+    """SLOW_CLIENTS connections trickling header lines until stopped."""
+    conns = []
+    context = ssl.create_default_context(cafile=cafile) if use_tls else None
+    for _ in range(SLOW_CLIENTS):
+        if stop.is_set():
+            break
+        try:
+            raw = socket.create_connection(host_port, timeout=5, source_address=("127.0.0.201", 0))
+            conn = context.wrap_socket(raw, server_hostname="localhost") if use_tls else raw
+            conn.sendall(b"GET /items HTTP/1.1\r\nHost: localhost\r\n")
+            conns.append(conn)
+        except OSError:
+            continue
+    opened.append(len(conns))
+    n = 0
+    while not stop.wait(TRICKLE_EVERY):
+        for conn in list(conns):
+            try:
+                conn.sendall(f"X-Slow-{n}: {n}\r\n".encode())
+            except OSError:
+                conns.remove(conn)  # the server let it go, as it may
+        n += 1
+    for conn in conns:
+        conn.close()
+    opened.append(len(conns))
+
+
+def run_scenario(way, scenario, url, verify, slow_target=None, use_tls=False, cafile=None):
+    stop = threading.Event()
+    latencies, errors = [], []
+    counts, lock, opened = {}, threading.Lock(), []
+    hostile = []
+    if scenario == "registration flood":
+        hostile = [threading.Thread(target=flooder, args=(url, verify, stop, counts, lock))
+                   for _ in range(FLOODERS)]
+    elif scenario == "slow headers":
+        hostile = [threading.Thread(target=slow_clients, args=(slow_target, use_tls, cafile, stop, opened))]
+    for t in hostile:
+        t.start()
+    # The readers measure the attack's steady state: they start once the
+    # hostile client is under way (its connections open, its burst spent).
+    if hostile:
+        time.sleep(HOSTILE_HEAD_START)
+    readers = [threading.Thread(target=reader, args=(url, f"127.0.0.{10 + i}", verify, stop, latencies, errors))
+               for i in range(READERS)]
+    for t in readers:
+        t.start()
+    threads = hostile + readers
+    time.sleep(SECONDS)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    if scenario == "registration flood":
+        hostile = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str))
+        hostile = f"{sum(counts.values())} registrations sent ({hostile})"
+    elif scenario == "slow headers":
+        hostile = (f"{opened[0] if opened else 0} slow connections opened, "
+                   f"{opened[-1] if len(opened) > 1 else '?'} still held at the end")
+    else:
+        hostile = "-"
+    outcome = Outcome(way, scenario, latencies, len(errors), hostile)
+    print(f"{way:<28} {scenario:<20} reader requests {len(latencies):>5}  p50 {outcome.pct(0.5):7.1f} ms  "
+          f"p99 {outcome.pct(0.99):7.1f} ms  failed {len(errors)}  | {hostile}", flush=True)
+    return outcome
+
+
+def app_env(db_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "PORT", "WEB_CONCURRENCY") and not k.startswith(("UWSGI_", "ARGON2_"))}
+    env.update(APP_ENV="production", JWT_SECRET_KEY=secrets.token_hex(32),
+               DATABASE_URL=f"sqlite:///{db_path}", WEB_CONCURRENCY="2",
+               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return env
+
+
+def fresh_database(name):
+    workdir = Path(os.environ.get("BENCH_WORKDIR", "/tmp/stores-bench"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    db_path = workdir / f"mixed-{name}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    env = app_env(db_path)
+    subprocess.run([str(BIN / "flask"), "--app", "app", "db", "upgrade"], cwd=PROJECT_DIR, env=env,
+                   check=True, capture_output=True)
+    return env
+
+
+def seed(url, verify):
+    http = session_from("127.0.0.5", verify)
+    credentials = {"username": "mixed_owner", "password": "mixed-owner-password"}
+    http.post(f"{url}/register", json=credentials, timeout=30)
+    token = http.post(f"{url}/login", json=credentials, timeout=30).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    store_id = http.post(f"{url}/store/mixed", headers=headers, timeout=30).json()["id"]
+    for n in range(10):
+        http.post(f"{url}/item/mixed-{n}", headers=headers, json={"price": n + 0.5, "store_id": store_id},
+                  timeout=30)
+
+
+def start_uwsgi(args, env, log_name, ready_url, verify=False):
+    log = open(OUT_DIR / log_name, "w")
+    proc = subprocess.Popen([str(BIN / "uwsgi"), *args], cwd=PROJECT_DIR, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if ready_url is None or requests.get(ready_url, timeout=2, verify=verify).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"uWSGI did not start; see {OUT_DIR / log_name}")
+        time.sleep(0.1)
+
+
+def stop(proc):
+    import signal
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+SCENARIOS = ["quiet", "registration flood", "slow headers"]
+
+
+def through_nginx():
+    env = fresh_database("nginx")
+    socket_port = free_port()
+    # 4 workers, as the README's environment file for the Linux server sets.
+    env = {**env, "UWSGI_SOCKET": f"127.0.0.1:{socket_port}", "WEB_CONCURRENCY": str(NGINX_WORKERS)}
+    proc = start_uwsgi(["--ini", "uwsgi.ini:nginx", "--disable-logging"], env, "mixed-uwsgi-nginx.log", None)
+    nginx = NginxServer([f"127.0.0.1:{socket_port}"])
+    try:
+        wait_for_port(socket_port, 30, proc)
+        nginx.start()
+        url, verify = nginx.base_url, str(nginx.cert)
+        deadline = time.monotonic() + 30
+        while requests.get(f"{url}/health/ready", verify=verify, timeout=5).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        seed(url, verify)
+        way = "through Nginx"
+        return [run_scenario(way, s, url, verify, ("127.0.0.1", nginx.https_port), True, verify)
+                for s in SCENARIOS]
+    finally:
+        nginx.cleanup()
+        stop(proc)
+
+
+def straight_to_uwsgi():
+    env = fresh_database("direct")
+    port = free_port()
+    env = {**env, "PORT": str(port)}
+    url = f"http://127.0.0.1:{port}"
+    proc = start_uwsgi(["--ini", "uwsgi.ini", "--disable-logging"], env, "mixed-uwsgi-direct.log",
+                       f"{url}/health")
+    try:
+        seed(url, False)
+        way = "straight to uWSGI (Heroku)"
+        return [run_scenario(way, s, url, False, ("127.0.0.1", port)) for s in SCENARIOS]
+    finally:
+        stop(proc)
+
+
+def markdown(outcomes):
+    lines = [START, "", "## Mixed run: readers beside a hostile client (bench/mixed.py)", "",
+             f"{READERS} readers (each its own address, GET /items with a {READER_PAUSE * 1000:.0f} ms pause), "
+             f"{SECONDS:.0f} s a scenario, argon2 at the production cost; uWSGI workers: {NGINX_WORKERS} behind "
+             "Nginx (the README's WEB_CONCURRENCY for the Linux server), 2 straight (the default). "
+             f"Flood: {FLOODERS} threads POST /register from one address. Slow headers: "
+             f"{SLOW_CLIENTS} connections from one address sending a header line every {TRICKLE_EVERY} s. "
+             f"The hostile client starts {HOSTILE_HEAD_START:.0f} s before the readers (steady state). "
+             "Clients and servers share this machine's CPUs. "
+             "Goal: readers' p99 within 2x of the quiet run.", "",
+             "| way in | scenario | reader requests | p50 ms | p99 ms | p99 vs quiet | failed | hostile client |",
+             "|---|---|---|---|---|---|---|---|"]
+    quiet = {o.way: o.pct(0.99) for o in outcomes if o.scenario == "quiet"}
+    for o in outcomes:
+        ratio = o.pct(0.99) / quiet[o.way] if quiet.get(o.way) else float("nan")
+        verdict = "" if o.scenario == "quiet" else (" ok" if ratio <= 2 else " **over 2x**")
+        lines.append(f"| {o.way} | {o.scenario} | {len(o.latencies)} | {o.pct(0.5):.1f} | {o.pct(0.99):.1f} | "
+                     f"{ratio:.2f}x{verdict} | {o.errors} | {o.hostile} |")
+    lines += ["", END]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(section):
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        after = rest.split(END, 1)[1].lstrip("\n")
+        text = before + section + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
+def main():
+    OUT_DIR.mkdir(exist_ok=True)
+    outcomes = through_nginx() + straight_to_uwsgi()
+    section = markdown(outcomes)
+    write_results(section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
