@@ -65,7 +65,7 @@ class PrefixedRedisHuey(RedisHuey):
 def make_huey(config, instance_path):
     """The queue the configuration asks for: Redis when REDIS_URL is set."""
     if config.get("REDIS_URL"):
-        from blacklist import redis_options
+        from config import redis_options
 
         return PrefixedRedisHuey("webhooks", results=False, url=config["REDIS_URL"],
                                  key_prefix=config["REDIS_KEY_PREFIX"], **redis_options(config))
