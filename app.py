@@ -3,6 +3,7 @@
 Importing this module changes nothing: `flask --app app` finds `create_app`
 and calls it; uWSGI loads `wsgi.py`, which calls it once per worker.
 """
+
 import logging
 import os
 import secrets
@@ -30,7 +31,6 @@ from resources.image import ItemImage
 from resources.item import Item, ItemList
 from resources.jodoo import JodooHook
 from resources.store import Store, StoreList
-from resources.webhook import Webhook, WebhookDeliveryList, WebhookDeliveryRetry, WebhookList
 from resources.user import (
     TokenRefresh,
     User,
@@ -40,6 +40,7 @@ from resources.user import (
     UserRegister,
     UserSessions,
 )
+from resources.webhook import Webhook, WebhookDeliveryList, WebhookDeliveryRetry, WebhookList
 from security import Passwords, register_token_checks, return_big_buffers_to_the_os
 from storage import make_storage
 
@@ -113,6 +114,7 @@ def sqlite_pragmas(dbapi_connection, connection_record):
     """SQLite enforces foreign keys only when asked, per connection; WAL lets
     several uWSGI workers read while one writes."""
     import sqlite3
+
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -142,10 +144,12 @@ def register_migrations(app):
     can run: never in a uWSGI worker, which only serves requests."""
     try:
         import uwsgi  # noqa: F401  (importable only inside uWSGI)
+
         return
     except ImportError:
         pass
     from flask_migrate import Migrate
+
     Migrate(app, db)
 
 
@@ -174,8 +178,7 @@ def register_resources(app):
     @api.representation("application/json")
     def output_json(data, code, headers=None):
         # orjson: fast, and it never writes NaN (invalid JSON) the way json.dumps can.
-        return app.response_class(orjson.dumps(data), status=code, headers=headers,
-                                  mimetype="application/json")
+        return app.response_class(orjson.dumps(data), status=code, headers=headers, mimetype="application/json")
 
     api.add_resource(UserRegister, "/register")
     api.add_resource(UserLogin, "/login")
@@ -197,4 +200,3 @@ def register_resources(app):
     api.add_resource(WebhookDeliveryList, "/webhooks/<int:webhook_id>/deliveries")
     api.add_resource(WebhookDeliveryRetry, "/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/retry")
     api.add_resource(JodooHook, "/hooks/jodoo")
-

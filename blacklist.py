@@ -22,6 +22,7 @@ database, cannot bring a revoked token back or refuse a new account, and a
 database restore is answered by the restored rows themselves. Asking Redis
 first would save nothing: the account check needs the database anyway.
 """
+
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, delete, exists, select

@@ -7,6 +7,7 @@ development SQLite file, and a command used to create that empty file and
 end in a 40-line "no such table: users" traceback. Each command now checks
 first, without creating anything, and stops with one line saying what to do.
 """
+
 import functools
 from pathlib import Path
 
@@ -41,12 +42,14 @@ def _database_problem() -> str | None:
 
 def needs_migrated_database(command):
     """Run `command` only once the database is there and migrated."""
+
     @functools.wraps(command)
     def checked(*args, **kwargs):
         problem = _database_problem()
         if problem:
             raise click.ClickException(problem)
         return command(*args, **kwargs)
+
     return checked
 
 
@@ -70,8 +73,13 @@ def images():
 
 
 @images.command("sweep")
-@click.option("--min-age", default=3600, show_default=True, type=click.IntRange(min=0),
-              help="Seconds: younger objects are left alone (their upload may not have committed yet).")
+@click.option(
+    "--min-age",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seconds: younger objects are left alone (their upload may not have committed yet).",
+)
 @with_appcontext
 @needs_migrated_database
 def sweep(min_age):

@@ -4,6 +4,7 @@
 applies the mapping it was given. Production fails fast on a missing or weak
 `JWT_SECRET_KEY`; development generates one and keeps it in the instance folder.
 """
+
 import os
 from datetime import timedelta
 
@@ -19,7 +20,7 @@ def database_url(url):
     `postgresql://` means psycopg 3 since SQLAlchemy 2.1. Both mean psycopg2 here."""
     for scheme in ("postgres://", "postgresql://"):
         if url and url.startswith(scheme):
-            return "postgresql+psycopg2://" + url[len(scheme):]
+            return "postgresql+psycopg2://" + url[len(scheme) :]
     return url
 
 
@@ -162,8 +163,7 @@ class ProductionConfig(Config):
             raise RuntimeError("JWT_SECRET_KEY must be set when APP_ENV=production.")
         if len(secret.encode()) < 32:
             raise RuntimeError("JWT_SECRET_KEY must be at least 32 bytes long.")
-        cost = (settings["ARGON2_TIME_COST"], settings["ARGON2_MEMORY_COST"],
-                settings["ARGON2_PARALLELISM"])
+        cost = (settings["ARGON2_TIME_COST"], settings["ARGON2_MEMORY_COST"], settings["ARGON2_PARALLELISM"])
         if any(have < need for have, need in zip(cost, cls.MIN_ARGON2, strict=True)):
             raise RuntimeError("Argon2 cost is below OWASP's minimum (t=2, m=19456 KiB, p=1).")
 

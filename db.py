@@ -1,4 +1,5 @@
 """The SQLAlchemy object, created once and bound to the app in `create_app`."""
+
 from flask_sqlalchemy import SQLAlchemy
 
 # Sessions live for one request, so objects need not be re-read after a commit

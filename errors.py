@@ -8,6 +8,7 @@
 - `register_error_handlers`: Flask handlers for HTTP errors, outages and crashes.
 - `register_jwt_loaders`: Flask-JWT-Extended's answers for every token problem.
 """
+
 import logging
 
 import orjson
@@ -67,8 +68,7 @@ MESSAGES = {
 
 
 def json_response(body, status=200, headers=None):
-    return Response(orjson.dumps(body), status=status, headers=headers,
-                    mimetype="application/json")
+    return Response(orjson.dumps(body), status=status, headers=headers, mimetype="application/json")
 
 
 def error_response(status, error, message, errors=None, headers=None, **extra):
@@ -95,8 +95,7 @@ def handle_http_exception(e):
     data = getattr(e, "data", None) or {}
     if status == 400 and isinstance(data.get("message"), dict):
         # reqparse's bundled field errors.
-        return error_response(400, "validation_error", VALIDATION_MESSAGE,
-                              errors=data["message"], headers=headers)
+        return error_response(400, "validation_error", VALIDATION_MESSAGE, errors=data["message"], headers=headers)
     message = data.get("message") if isinstance(data.get("message"), str) else e.description
     if status == 429:
         message = f"Too many requests: limit is {e.description}. Try again later."
@@ -112,16 +111,18 @@ def handle_unavailable(e):
     """The database or Redis did not answer: tell the client to come back."""
     log.warning("Dependency unavailable: %s", e.__class__.__name__, exc_info=True)
     retry = str(current_app.config["RETRY_AFTER_SECONDS"])
-    return error_response(503, "service_unavailable",
-                          "A backing service is unavailable. Try again shortly.",
-                          headers={"Retry-After": retry})
+    return error_response(
+        503,
+        "service_unavailable",
+        "A backing service is unavailable. Try again shortly.",
+        headers={"Retry-After": retry},
+    )
 
 
 def handle_unexpected(e):
     log.exception("Unhandled error (request_id=%s)", g.get("request_id"))
     # The id lets a user's report be matched to the traceback in the log.
-    return error_response(500, "internal_error", "An unexpected error occurred.",
-                          request_id=g.get("request_id"))
+    return error_response(500, "internal_error", "An unexpected error occurred.", request_id=g.get("request_id"))
 
 
 def handle_db_error(e):
@@ -165,16 +166,11 @@ def register_jwt_loaders(jwt):
         return error_response(status, code, message, headers={"WWW-Authenticate": "Bearer"})
 
     jwt.unauthorized_loader(
-        lambda reason: unauthorized(401, "authorization_required",
-                                    "Request does not contain an access token.")
+        lambda reason: unauthorized(401, "authorization_required", "Request does not contain an access token.")
     )
     jwt.invalid_token_loader(lambda reason: unauthorized(401, "invalid_token", invalid_token_message(reason)))
-    jwt.expired_token_loader(
-        lambda header, payload: unauthorized(401, "token_expired", "The token has expired.")
-    )
-    jwt.revoked_token_loader(
-        lambda header, payload: unauthorized(401, "token_revoked", "The token has been revoked.")
-    )
+    jwt.expired_token_loader(lambda header, payload: unauthorized(401, "token_expired", "The token has expired."))
+    jwt.revoked_token_loader(lambda header, payload: unauthorized(401, "token_revoked", "The token has been revoked."))
     jwt.needs_fresh_token_loader(
         lambda header, payload: unauthorized(401, "fresh_token_required", "The token is not fresh; log in again.")
     )

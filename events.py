@@ -13,9 +13,10 @@ request path: the worker (webhooks_worker.py) finds the rows and sends them.
 a dict, or a model with a `json()` method. Other code (the image routes, the
 Jodoo push) calls this same function.
 """
+
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import event, insert, literal, select
 from sqlalchemy.orm import Session
@@ -27,9 +28,8 @@ from models.webhook_delivery import PENDING, WebhookDeliveryModel
 
 def event_body(event_type, data):
     """The JSON body every endpoint receives for this event."""
-    timestamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return json.dumps({"type": event_type, "timestamp": timestamp, "data": data},
-                      separators=(",", ":"), default=float)
+    timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps({"type": event_type, "timestamp": timestamp, "data": data}, separators=(",", ":"), default=float)
 
 
 def as_data(data):
@@ -59,12 +59,27 @@ def write_outbox_rows(session, event_type, data):
     (none, and no Python loop, when nobody subscribed)."""
     now = utcnow()
     subscribed = select(
-        WebhookModel.id, literal(event_type), literal(f"msg_{uuid.uuid4().hex}"),
-        literal(event_body(event_type, as_data(data))), literal(PENDING), literal(0),
-        literal(now), literal(now), literal(now),
+        WebhookModel.id,
+        literal(event_type),
+        literal(f"msg_{uuid.uuid4().hex}"),
+        literal(event_body(event_type, as_data(data))),
+        literal(PENDING),
+        literal(0),
+        literal(now),
+        literal(now),
+        literal(now),
     ).where(WebhookModel.events.like(f'%"{event_type}"%'))
-    columns = ("webhook_id", "event", "message_id", "payload", "status", "attempts",
-               "next_attempt_at", "window_started_at", "created_at")
+    columns = (
+        "webhook_id",
+        "event",
+        "message_id",
+        "payload",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "window_started_at",
+        "created_at",
+    )
     session.execute(insert(WebhookDeliveryModel).from_select(columns, subscribed))
 
 
@@ -90,7 +105,9 @@ def register_outbox():
     """Called by create_app: sessions write recorded events at commit and
     forget them at rollback. Registered once per process, whatever the number
     of apps (the listeners are on SQLAlchemy's Session class)."""
-    for name, listener in (("before_commit", write_recorded_events),
-                           ("after_transaction_end", forget_rolled_back_events)):
+    for name, listener in (
+        ("before_commit", write_recorded_events),
+        ("after_transaction_end", forget_rolled_back_events),
+    ):
         if not event.contains(Session, name, listener):
             event.listen(Session, name, listener)

@@ -1,4 +1,5 @@
 """Flask extensions other than the database, created once and bound in `create_app`."""
+
 import time
 
 from flask import current_app

@@ -20,6 +20,7 @@ Content-Type. The format is decided from the bytes:
 `process(data, max_pixels)` runs the five steps and returns a `ProcessedImage`
 whose `digest` (SHA-256 of the stored bytes) names it in storage.
 """
+
 import hashlib
 import io
 import warnings
@@ -51,8 +52,9 @@ SAVE_OPTIONS = {
 
 
 def unsupported():
-    return ApiError(415, "unsupported_media_type",
-                    "The image must be a JPEG, PNG or WebP file (decided from its bytes).")
+    return ApiError(
+        415, "unsupported_media_type", "The image must be a JPEG, PNG or WebP file (decided from its bytes)."
+    )
 
 
 def not_an_image(reason):
@@ -164,5 +166,6 @@ def process(data, max_pixels):
     extension, content_type = FORMATS[image_format]
     full = encode(image, image_format)
     thumb = encode(thumbnail(image), image_format)
-    return ProcessedImage(data=full, thumb=thumb, extension=extension, content_type=content_type,
-                          width=image.width, height=image.height)
+    return ProcessedImage(
+        data=full, thumb=thumb, extension=extension, content_type=content_type, width=image.width, height=image.height
+    )

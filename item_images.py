@@ -21,6 +21,7 @@ The swap is a compare-and-set (`UPDATE ... WHERE image_key IS NOT DISTINCT FROM
 exactly which key it replaced, so the last to commit deletes the other's
 objects and nothing is left behind.
 """
+
 import logging
 import secrets
 import time
@@ -149,13 +150,11 @@ def delete_objects(image_key):
         except Exception:
             # The row no longer points here, so the object is merely an
             # orphan now; the sweep will remove it. Never fail the request.
-            log.warning("Could not delete image object %s; `flask images sweep` will.", key,
-                        exc_info=True)
+            log.warning("Could not delete image object %s; `flask images sweep` will.", key, exc_info=True)
 
 
 def referenced_keys():
-    return set(db.session.execute(select(ItemModel.image_key).where(ItemModel.image_key.is_not(None)))
-               .scalars())
+    return set(db.session.execute(select(ItemModel.image_key).where(ItemModel.image_key.is_not(None))).scalars())
 
 
 def sweep(min_age_seconds, now=None):

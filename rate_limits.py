@@ -15,6 +15,7 @@ in this process's memory (documented: counts per process).
     failed is never refused because others failed: an attacker cannot lock
     the owner out.
 """
+
 import math
 import time
 
@@ -34,8 +35,13 @@ class RateLimits:
         if self.shared:
             from config import redis_options
 
-            self.storage = storage_from_string(config["REDIS_URL"], key_prefix=prefix, socket_timeout=2,
-                                               socket_connect_timeout=2, **redis_options(config))
+            self.storage = storage_from_string(
+                config["REDIS_URL"],
+                key_prefix=prefix,
+                socket_timeout=2,
+                socket_connect_timeout=2,
+                **redis_options(config),
+            )
         else:
             self.storage = storage_from_string("memory://")
         self.window = MovingWindowRateLimiter(self.storage)
@@ -51,8 +57,12 @@ class RateLimits:
     def _refuse(self, item, *keys):
         reset = self.window.get_window_stats(item, *keys).reset_time
         retry_after = max(1, math.ceil(reset - time.time()))
-        raise ApiError(429, "rate_limited", f"Too many requests: limit is {item}. Try again later.",
-                       headers={"Retry-After": str(retry_after)})
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"Too many requests: limit is {item}. Try again later.",
+            headers={"Retry-After": str(retry_after)},
+        )
 
     def _failures(self, item, *keys):
         stats = self.window.get_window_stats(item, *keys)
@@ -70,8 +80,10 @@ class RateLimits:
             self._refuse(self.login, "login", address)
         if not self.window.test(self.login, "login-failed", username, address):
             self._refuse(self.login, "login-failed", username, address)
-        if (not self.window.test(self.username_failures, "login-failed", username)
-                and self._failures(self.login, "login-failed", username, address) > 0):
+        if (
+            not self.window.test(self.username_failures, "login-failed", username)
+            and self._failures(self.login, "login-failed", username, address) > 0
+        ):
             self._refuse(self.username_failures, "login-failed", username)
 
     def login_failed(self, username):

@@ -6,6 +6,7 @@ else a new one), echoed in the `X-Request-ID` response header and in 500
 bodies. The line holds method, path, status, duration and id: never headers,
 bodies or query strings, so passwords and tokens cannot reach the log.
 """
+
 import logging
 import re
 import sys
@@ -42,14 +43,18 @@ def finish_request(response):
     response.headers["X-Request-ID"] = g.request_id
     # Browsers must never guess a JSON body's type.
     response.headers["X-Content-Type-Options"] = "nosniff"
-    log.info(orjson.dumps({
-        "method": request.method,
-        "path": request.path,
-        "status": response.status_code,
-        "duration_ms": round((time.perf_counter() - g.request_started) * 1000, 2),
-        "request_id": g.request_id,
-        "remote_addr": request.remote_addr,
-    }).decode())
+    log.info(
+        orjson.dumps(
+            {
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - g.request_started) * 1000, 2),
+                "request_id": g.request_id,
+                "remote_addr": request.remote_addr,
+            }
+        ).decode()
+    )
     return response
 
 

@@ -1,5 +1,6 @@
 """Password hashing and the JWT rules: token issuing, claims, the blocklist
 check, and who may do what (admins, owners, fresh tokens)."""
+
 import ctypes
 import re
 import uuid
@@ -20,6 +21,7 @@ from blacklist import REVOKED, USER_GONE
 from errors import ApiError
 
 # --- Passwords -------------------------------------------------------------
+
 
 def return_big_buffers_to_the_os():
     """argon2 allocates ARGON2_MEMORY_COST KiB per hash. glibc serves the first
@@ -80,6 +82,7 @@ def blocklist():
 
 # --- Tokens ----------------------------------------------------------------
 
+
 def issue_tokens(user):
     """A fresh access token and a refresh token for one new login session.
 
@@ -119,8 +122,13 @@ def check_token_status(jwt_header, jwt_payload):
     """Flask-JWT-Extended's blocklist loader: one round trip answers "is the
     account the token's?", "logged out?" and "all sessions ended?"."""
     sid, sub, acct, gen = (jwt_payload.get(key) for key in ("sid", "sub", "acct", "gen"))
-    if not (isinstance(sid, str) and _is_digits(sub) and isinstance(acct, str)
-            and isinstance(gen, int) and not isinstance(gen, bool)):
+    if not (
+        isinstance(sid, str)
+        and _is_digits(sub)
+        and isinstance(acct, str)
+        and isinstance(gen, int)
+        and not isinstance(gen, bool)
+    ):
         # Signed with our key but not issued by this API's login: refuse.
         raise UserLookupError("Token claims are incomplete.", jwt_header, jwt_payload)
     status = blocklist().status(int(sub), acct, gen, sid)
@@ -142,8 +150,12 @@ def read_authorization_header():
         return
     match = BEARER.fullmatch(header)
     if match is None:
-        raise ApiError(401, "invalid_token", "The Authorization header must be 'Bearer <token>'.",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "invalid_token",
+            "The Authorization header must be 'Bearer <token>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     request.environ["HTTP_AUTHORIZATION"] = "Bearer " + match.group(1)
 
 
@@ -164,22 +176,26 @@ def require_fresh_token():
 def fresh_jwt_required(view):
     """Like `jwt_required(fresh=True)`, but checks revocation before freshness,
     so a logged-out token is always answered `token_revoked`."""
+
     @wraps(view)
     def wrapper(*args, **kwargs):
         verify_jwt_in_request()
         require_fresh_token()
         return view(*args, **kwargs)
+
     return wrapper
 
 
 def admin_required(view):
     """An access token whose `is_admin` claim is true; else 403 admin_required."""
+
     @wraps(view)
     def wrapper(*args, **kwargs):
         verify_jwt_in_request()
         if not current_user_is_admin():
             raise ApiError(403, "admin_required", "Admin privilege required.")
         return view(*args, **kwargs)
+
     return wrapper
 
 

@@ -22,6 +22,7 @@ for DigitalOcean Spaces, Bucketeer, MinIO... and the usual AWS_* credentials).
 Several app instances (or Heroku dynos) must share one S3 bucket: a local
 folder is only seen by the processes of one machine.
 """
+
 import os
 import re
 import tempfile
@@ -38,8 +39,12 @@ class StorageUnavailable(ApiError):
     """The bucket (or disk) did not answer: 503, like a database outage."""
 
     def __init__(self, retry_after=5):
-        super().__init__(503, "service_unavailable", "Image storage is unavailable. Try again shortly.",
-                         headers={"Retry-After": str(retry_after)})
+        super().__init__(
+            503,
+            "service_unavailable",
+            "Image storage is unavailable. Try again shortly.",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 def check_key(key):
@@ -136,8 +141,7 @@ class S3Storage:
     def put(self, key, data, content_type):
         with self._unavailable_on_error():
             # PutObject is atomic: the object is there whole, or not at all.
-            self.client.put_object(Bucket=self.bucket, Key=self.object_name(key), Body=data,
-                                   ContentType=content_type)
+            self.client.put_object(Bucket=self.bucket, Key=self.object_name(key), Body=data, ContentType=content_type)
 
     def delete(self, key):
         with self._unavailable_on_error():
@@ -158,7 +162,7 @@ class S3Storage:
         with self._unavailable_on_error():
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for entry in page.get("Contents", []):
-                    name = entry["Key"][len(self.prefix):]
+                    name = entry["Key"][len(self.prefix) :]
                     if KEY.fullmatch(name):
                         yield name, entry["LastModified"].timestamp()
 
@@ -210,13 +214,22 @@ def make_s3_client(endpoint_url=None, region=None, access_key_id=None, secret_ac
     import boto3  # ~25 MB per process: only when S3 is configured
     from botocore.config import Config
 
-    config = Config(signature_version="s3v4", connect_timeout=3, read_timeout=10,
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    # Path-style URLs work with every S3-compatible server (moto, MinIO).
-                    s3={"addressing_style": "auto"})
-    return boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region or "us-east-1",
-                        aws_access_key_id=access_key_id or None,
-                        aws_secret_access_key=secret_access_key or None, config=config)
+    config = Config(
+        signature_version="s3v4",
+        connect_timeout=3,
+        read_timeout=10,
+        retries={"max_attempts": 3, "mode": "standard"},
+        # Path-style URLs work with every S3-compatible server (moto, MinIO).
+        s3={"addressing_style": "auto"},
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url or None,
+        region_name=region or "us-east-1",
+        aws_access_key_id=access_key_id or None,
+        aws_secret_access_key=secret_access_key or None,
+        config=config,
+    )
 
 
 def parse_location(location, instance_path):
@@ -238,7 +251,11 @@ def make_storage(config, instance_path):
     if kind == "file":
         return FileStorage(where)
     bucket, prefix = where
-    return S3Storage(bucket, prefix, endpoint_url=config.get("S3_ENDPOINT_URL"),
-                     region=config.get("AWS_DEFAULT_REGION"),
-                     access_key_id=config.get("AWS_ACCESS_KEY_ID"),
-                     secret_access_key=config.get("AWS_SECRET_ACCESS_KEY"))
+    return S3Storage(
+        bucket,
+        prefix,
+        endpoint_url=config.get("S3_ENDPOINT_URL"),
+        region=config.get("AWS_DEFAULT_REGION"),
+        access_key_id=config.get("AWS_ACCESS_KEY_ID"),
+        secret_access_key=config.get("AWS_SECRET_ACCESS_KEY"),
+    )

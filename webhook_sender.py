@@ -12,10 +12,11 @@ address inside our own network.
 - Bounds: one timeout for the whole attempt, no redirects followed (a 3xx is
   a failed attempt), at most MAX_RESPONSE_BYTES of the answer read.
 """
+
 import ipaddress
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import urllib3
@@ -93,7 +94,7 @@ def resolve(url, allow_private):
 
 
 def signed_headers(secret, message_id, payload, host_header):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return {
         "Host": host_header,
         "Content-Type": "application/json",
@@ -108,9 +109,14 @@ def connection_pool(target, timeout):
     common = {"timeout": urllib3.Timeout(total=timeout), "retries": False, "maxsize": 1}
     if target.scheme == "https":
         # Connect to the checked address; verify the certificate for the name.
-        return urllib3.HTTPSConnectionPool(target.address, target.port, server_hostname=target.host,
-                                           assert_hostname=target.host, cert_reqs="CERT_REQUIRED",
-                                           **common)
+        return urllib3.HTTPSConnectionPool(
+            target.address,
+            target.port,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+            **common,
+        )
     return urllib3.HTTPConnectionPool(target.address, target.port, **common)
 
 
@@ -126,9 +132,15 @@ def send(url, secret, message_id, payload, timeout=10, allow_private=False):
         host_header = f"[{target.host}]" + ("" if target.port == default_port else f":{target.port}")
     pool = connection_pool(target, timeout)
     try:
-        response = pool.urlopen("POST", target.path, body=payload.encode(), redirect=False,
-                                headers=signed_headers(secret, message_id, payload, host_header),
-                                preload_content=False, assert_same_host=False)
+        response = pool.urlopen(
+            "POST",
+            target.path,
+            body=payload.encode(),
+            redirect=False,
+            headers=signed_headers(secret, message_id, payload, host_header),
+            preload_content=False,
+            assert_same_host=False,
+        )
         try:
             response.read(MAX_RESPONSE_BYTES)  # a receiver cannot make us read more
         finally:

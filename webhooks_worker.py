@@ -23,6 +23,7 @@ process): a claim then simply expires and the poller claims the row again.
 Delivery is at least once; receivers dedupe on `webhook-id`. Order between
 deliveries is not kept.
 """
+
 import logging
 import os
 import random
@@ -35,10 +36,10 @@ from huey.consumer import Consumer
 from huey.storage import RedisStorage
 from sqlalchemy import or_, select, update
 
+import webhook_sender
 from db import db
 from models.webhook import WebhookModel, utcnow
 from models.webhook_delivery import DELIVERED, FAILED, PENDING, WebhookDeliveryModel
-import webhook_sender
 
 log = logging.getLogger("stores_api.webhooks")
 DELIVERIES = WebhookDeliveryModel.__table__
@@ -67,8 +68,13 @@ def make_huey(config, instance_path):
     if config.get("REDIS_URL"):
         from config import redis_options
 
-        return PrefixedRedisHuey("webhooks", results=False, url=config["REDIS_URL"],
-                                 key_prefix=config["REDIS_KEY_PREFIX"], **redis_options(config))
+        return PrefixedRedisHuey(
+            "webhooks",
+            results=False,
+            url=config["REDIS_URL"],
+            key_prefix=config["REDIS_KEY_PREFIX"],
+            **redis_options(config),
+        )
     path = config.get("WEBHOOK_QUEUE_PATH") or os.path.join(instance_path, "webhooks-queue.db")
     return SqliteHuey("webhooks", results=False, filename=path)
 
@@ -87,8 +93,11 @@ def claim_due(limit, lease_seconds):
     token = uuid.uuid4().hex
     due = (
         select(DELIVERIES.c.id)
-        .where(DELIVERIES.c.status == PENDING, DELIVERIES.c.next_attempt_at <= now,
-               or_(DELIVERIES.c.claimed_until.is_(None), DELIVERIES.c.claimed_until < now))
+        .where(
+            DELIVERIES.c.status == PENDING,
+            DELIVERIES.c.next_attempt_at <= now,
+            or_(DELIVERIES.c.claimed_until.is_(None), DELIVERIES.c.claimed_until < now),
+        )
         .order_by(DELIVERIES.c.next_attempt_at)
         .limit(limit)
         # PostgreSQL: rows another worker is claiming right now are skipped,
@@ -109,8 +118,13 @@ def claim_due(limit, lease_seconds):
 def outcome_values(config, row, outcome):
     """The columns to write after one attempt."""
     attempts = row.attempts + 1
-    values = {"attempts": attempts, "last_status_code": outcome.status_code,
-              "last_error": outcome.error, "claimed_until": None, "claim_token": None}
+    values = {
+        "attempts": attempts,
+        "last_status_code": outcome.status_code,
+        "last_error": outcome.error,
+        "claimed_until": None,
+        "claim_token": None,
+    }
     if outcome.ok:
         return {**values, "status": DELIVERED}
     next_at = utcnow() + timedelta(seconds=retry_delay(config, attempts))
@@ -140,9 +154,14 @@ def send_and_record(config, delivery_id, token):
     # our claim expired: not ours to send any more.
     if row is None or row.status != PENDING or row.claim_token != token:
         return
-    outcome = webhook_sender.send(row.url, row.secret, row.message_id, row.payload,
-                                  timeout=config["WEBHOOK_TIMEOUT_SECONDS"],
-                                  allow_private=config["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
+    outcome = webhook_sender.send(
+        row.url,
+        row.secret,
+        row.message_id,
+        row.payload,
+        timeout=config["WEBHOOK_TIMEOUT_SECONDS"],
+        allow_private=config["WEBHOOK_ALLOW_PRIVATE_TARGETS"],
+    )
     db.session.execute(
         update(DELIVERIES)
         .where(DELIVERIES.c.id == delivery_id, DELIVERIES.c.claim_token == token)
@@ -192,22 +211,29 @@ class WebhookWorker:
 
     def consumer(self):
         poll = self.config["WEBHOOK_POLL_SECONDS"]
-        return Consumer(self.huey, workers=self.config["WEBHOOK_WORKER_THREADS"], worker_type="thread",
-                        periodic=False, initial_delay=min(0.05, poll), max_delay=poll,
-                        check_worker_health=True)
+        return Consumer(
+            self.huey,
+            workers=self.config["WEBHOOK_WORKER_THREADS"],
+            worker_type="thread",
+            periodic=False,
+            initial_delay=min(0.05, poll),
+            max_delay=poll,
+            check_worker_health=True,
+        )
 
     def run(self):
         """Serve until SIGINT/SIGTERM (Huey's consumer handles the signals)."""
         consumer = self.consumer()
-        poller = threading.Thread(target=self.poll, args=(consumer.stop_flag,),
-                                  name="webhooks-poller", daemon=True)
+        poller = threading.Thread(target=self.poll, args=(consumer.stop_flag,), name="webhooks-poller", daemon=True)
         poller.start()
         consumer.run()
 
 
 def main():
-    logging.basicConfig(level=os.environ.get("WEBHOOK_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("WEBHOOK_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+    )
     from app import create_app  # the app, built from the environment
 
     WebhookWorker(create_app()).run()

@@ -51,17 +51,20 @@ DRAIN_LIMIT = 1024 * 1024
 
 
 def _bad_request(start_response):
-    body = json.dumps({"error": "bad_request",
-                       "message": "The chunked request body could not be read."}).encode()
-    start_response("400 BAD REQUEST", [("Content-Type", "application/json"),
-                                       ("Content-Length", str(len(body))),
-                                       ("X-Content-Type-Options", "nosniff")])
+    body = json.dumps({"error": "bad_request", "message": "The chunked request body could not be read."}).encode()
+    start_response(
+        "400 BAD REQUEST",
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Content-Type-Options", "nosniff"),
+        ],
+    )
     return [body]
 
 
 def _is_chunked_without_length(environ) -> bool:
-    return ("chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-            and not environ.get("CONTENT_LENGTH"))
+    return "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and not environ.get("CONTENT_LENGTH")
 
 
 def application(environ, start_response):

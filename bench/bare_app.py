@@ -20,6 +20,7 @@ Two variants of each body:
 - GET /dumps/<key>: `json.dumps` of the parsed body on every request -- the
   comparison for the list endpoints, which must serialise each time.
 """
+
 import json
 import os
 from pathlib import Path
@@ -30,8 +31,8 @@ BODIES_DIR = Path(os.environ["BENCH_BODIES_DIR"])
 
 app = Flask(__name__)
 
-_prebuilt = {}    # key -> the body's bytes
-_parsed = {}      # key -> the body as Python objects
+_prebuilt = {}  # key -> the body's bytes
+_parsed = {}  # key -> the body as Python objects
 _separators = {}  # key -> json.dumps separators that give the same byte count
 
 
@@ -67,5 +68,4 @@ def prebuilt(key):
 @app.get("/dumps/<key>")
 def dumps(key):
     _load(key)
-    return Response(json.dumps(_parsed[key], separators=_separators[key]),
-                    mimetype="application/json")
+    return Response(json.dumps(_parsed[key], separators=_separators[key]), mimetype="application/json")

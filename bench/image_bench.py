@@ -18,6 +18,7 @@ Settings (environment): BENCH_DURATION (seconds per wrk run, default 10),
 BENCH_PORT (first port, default 20700; the next 3 are used too),
 BENCH_WORKDIR (default /tmp/stores-bench-images).
 """
+
 import io
 import os
 import re
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -37,17 +38,17 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from tests.e2e.nginx_harness import NginxServer  # noqa: E402
 from uwsgi_server import CLOCK_TICKS, UwsgiServer  # noqa: E402
 from wrk_runner import CONNECTIONS, THREADS, run_wrk  # noqa: E402
+
+from tests.e2e.nginx_harness import NginxServer  # noqa: E402
 
 RESULTS = BENCH_DIR / "RESULTS.md"
 START, END = "<!-- item-images:start -->", "<!-- item-images:end -->"
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 PORT = int(os.environ.get("BENCH_PORT", "20700"))
 WORKDIR = Path(os.environ.get("BENCH_WORKDIR", "/tmp/stores-bench-images"))
-RELOAD_ON_RSS_MB = int(re.search(r"^reload-on-rss\s*=\s*(\d+)", (PROJECT_DIR / "uwsgi.ini").read_text(),
-                                 re.M).group(1))
+RELOAD_ON_RSS_MB = int(re.search(r"^reload-on-rss\s*=\s*(\d+)", (PROJECT_DIR / "uwsgi.ini").read_text(), re.M).group(1))
 PARALLEL_UPLOADS = 8
 PASSWORD = "bench-images-password"
 
@@ -65,11 +66,16 @@ def photo_like_jpeg(size, quality, noise):
 
 def environment(database, images_dir, secret):
     env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGI_")}
-    env.update({
-        "APP_ENV": "production", "DATABASE_URL": f"sqlite:///{database}", "JWT_SECRET_KEY": secret,
-        "LOGIN_RATE_LIMIT": "1000000 per minute", "IMAGE_STORAGE": f"file://{images_dir}",
-        "IMAGE_ACCEL_REDIRECT": "/_images/",
-    })
+    env.update(
+        {
+            "APP_ENV": "production",
+            "DATABASE_URL": f"sqlite:///{database}",
+            "JWT_SECRET_KEY": secret,
+            "LOGIN_RATE_LIMIT": "1000000 per minute",
+            "IMAGE_STORAGE": f"file://{images_dir}",
+            "IMAGE_ACCEL_REDIRECT": "/_images/",
+        }
+    )
     env.pop("REDIS_URL", None)
     return env
 
@@ -103,8 +109,9 @@ def make_item(http, url):
 
 
 def upload(http, url, headers, data):
-    response = http.put(f"{url}/item/lamp/image", headers=headers,
-                        files={"image": ("photo.jpg", data, "image/jpeg")}, timeout=120)
+    response = http.put(
+        f"{url}/item/lamp/image", headers=headers, files={"image": ("photo.jpg", data, "image/jpeg")}, timeout=120
+    )
     assert response.status_code == 200, response.text
     return response.json()["image_url"]
 
@@ -161,8 +168,14 @@ def upload_figures(server, nginx, http, headers):
     def one():
         s = session(nginx)
         barrier.wait()
-        statuses.append(s.put(f"{url}/item/lamp/image", headers=headers,
-                              files={"image": ("photo.jpg", data, "image/jpeg")}, timeout=120).status_code)
+        statuses.append(
+            s.put(
+                f"{url}/item/lamp/image",
+                headers=headers,
+                files={"image": ("photo.jpg", data, "image/jpeg")},
+                timeout=120,
+            ).status_code
+        )
 
     threads = [threading.Thread(target=one) for _ in range(PARALLEL_UPLOADS)]
     for t in threads:
@@ -170,24 +183,42 @@ def upload_figures(server, nginx, http, headers):
     for t in threads:
         t.join()
     server.wait_idle()
-    return {"bytes": len(data), "pixels": pixels, "cpu_ms": cpu_ms, "wall_ms": wall_ms,
-            "rss_before": rss_before, "peaks": worker_peaks_kib(server), "statuses": statuses,
-            "respawns": server.respawn_count()}
+    return {
+        "bytes": len(data),
+        "pixels": pixels,
+        "cpu_ms": cpu_ms,
+        "wall_ms": wall_ms,
+        "rss_before": rss_before,
+        "peaks": worker_peaks_kib(server),
+        "statuses": statuses,
+        "respawns": server.respawn_count(),
+    }
 
 
 def start(env, processes, http_port, socket_port, images_dir, log_name):
-    server = UwsgiServer(log_name, PROJECT_DIR, http_port, env, WORKDIR / f"{log_name}.log",
-                         extra_args=["--socket", f"127.0.0.1:{socket_port}"], processes=processes).start()
-    nginx = NginxServer([f"127.0.0.1:{socket_port}"], prefix=WORKDIR / f"nginx-{log_name}",
-                        images_dir=images_dir)
+    server = UwsgiServer(
+        log_name,
+        PROJECT_DIR,
+        http_port,
+        env,
+        WORKDIR / f"{log_name}.log",
+        extra_args=["--socket", f"127.0.0.1:{socket_port}"],
+        processes=processes,
+    ).start()
+    nginx = NginxServer([f"127.0.0.1:{socket_port}"], prefix=WORKDIR / f"nginx-{log_name}", images_dir=images_dir)
     nginx.prepare()
     add_static_location(nginx, images_dir)
     return server, nginx.start()
 
 
 def migrate(env):
-    subprocess.run([str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
-                   cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
+        cwd=PROJECT_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 def report(body_bytes, serving, uploads):
@@ -200,7 +231,7 @@ def report(body_bytes, serving, uploads):
         START,
         "## Item images",
         "",
-        f"Written by `make bench` (bench/image_bench.py) on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
+        f"Written by `make bench` (bench/image_bench.py) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
         "Nginx (deploy/nginx.conf, HTTPS) in front of `uwsgi --ini uwsgi.ini` with "
         "IMAGE_ACCEL_REDIRECT=/_images/, SQLite, images on the local disk.",
         "",

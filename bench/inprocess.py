@@ -15,6 +15,7 @@ WSGI callable directly with a prepared environ for each endpoint. The
 request-log line is still written (to /dev/null), so its cost is counted.
 --profile needs pyinstrument (`.venv/bin/pip install pyinstrument`).
 """
+
 import argparse
 import io
 import json
@@ -36,13 +37,22 @@ STORES, ITEMS_PER_STORE = 20, 50
 def load_app(db_path):
     """The app, configured from the environment as uWSGI would load it."""
     os.environ.pop("REDIS_URL", None)
-    os.environ.update(APP_ENV="production", JWT_SECRET_KEY=secrets.token_urlsafe(48),
-                      DATABASE_URL=f"sqlite:///{db_path}", LOGIN_RATE_LIMIT="1000000 per minute")
-    subprocess.run([str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
-                   cwd=PROJECT_DIR, check=True, capture_output=True)
+    os.environ.update(
+        APP_ENV="production",
+        JWT_SECRET_KEY=secrets.token_urlsafe(48),
+        DATABASE_URL=f"sqlite:///{db_path}",
+        LOGIN_RATE_LIMIT="1000000 per minute",
+    )
+    subprocess.run(
+        [str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
+        cwd=PROJECT_DIR,
+        check=True,
+        capture_output=True,
+    )
     sys.path.insert(0, str(PROJECT_DIR))
     os.chdir(PROJECT_DIR)
     import app as app_module
+
     # Keep the per-request log line (its cost is real) but not on the terminal.
     logger = logging.getLogger("stores_api")
     logger.handlers[:] = [logging.FileHandler(os.devnull)]
@@ -51,8 +61,8 @@ def load_app(db_path):
 
 def environ(method, path, query="", headers=None, body=None):
     from werkzeug.test import EnvironBuilder
-    return EnvironBuilder(method=method, path=path, query_string=query, headers=headers or {},
-                          json=body).get_environ()
+
+    return EnvironBuilder(method=method, path=path, query_string=query, headers=headers or {}, json=body).get_environ()
 
 
 def call(app, env):
@@ -113,10 +123,14 @@ def cpu_ms_per_request(app, env, requests):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000,
-                        help="requests per endpoint (the 1,000-item lists get a tenth)")
-    parser.add_argument("--profile", choices=["health", "item", "items", "stores"],
-                        help="also print a pyinstrument profile of this endpoint")
+    parser.add_argument(
+        "--requests", type=int, default=2000, help="requests per endpoint (the 1,000-item lists get a tenth)"
+    )
+    parser.add_argument(
+        "--profile",
+        choices=["health", "item", "items", "stores"],
+        help="also print a pyinstrument profile of this endpoint",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="stores-inprocess-") as workdir:
@@ -130,10 +144,10 @@ def main():
             if not status.startswith("200"):
                 raise RuntimeError(f"{name}: {status}")
             requests = args.requests if name in ("health", "item") else max(args.requests // 10, 50)
-            print(f"{name:<8} {cpu_ms_per_request(app, env, requests):.3f} ms CPU per request "
-                  f"({requests} requests)")
+            print(f"{name:<8} {cpu_ms_per_request(app, env, requests):.3f} ms CPU per request ({requests} requests)")
         if args.profile:
             from pyinstrument import Profiler
+
             profiler = Profiler(interval=0.0001)
             env = cases[args.profile]
             requests = args.requests if args.profile in ("health", "item") else max(args.requests // 10, 50)

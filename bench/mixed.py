@@ -34,13 +34,13 @@ duration is bounded.
 
 Usage: `.venv/bin/python bench/mixed.py` (`make bench` runs it after run.py).
 """
+
 from __future__ import annotations
 
 import os
 import secrets
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import threading
@@ -63,11 +63,11 @@ START, END = "<!-- mixed run: start (bench/mixed.py) -->", "<!-- mixed run: end 
 
 SECONDS = float(os.environ.get("BENCH_MIXED_SECONDS", "15"))
 READERS = 8
-READER_PAUSE = 0.05   # seconds between one reader's requests
+READER_PAUSE = 0.05  # seconds between one reader's requests
 FLOODERS = 2
 SLOW_CLIENTS = 200
 TRICKLE_EVERY = 3.5
-NGINX_WORKERS = 4         # the README's WEB_CONCURRENCY for the Linux server
+NGINX_WORKERS = 4  # the README's WEB_CONCURRENCY for the Linux server
 HOSTILE_HEAD_START = 3.0  # seconds the hostile client runs before the readers start
 
 
@@ -117,8 +117,9 @@ def flooder(url, verify, stop, counts, lock):
     while not stop.is_set():
         name = "flood" + secrets.token_hex(6)
         try:
-            status = http.post(f"{url}/register", json={"username": name, "password": "flood-password"},
-                               timeout=30).status_code
+            status = http.post(
+                f"{url}/register", json={"username": name, "password": "flood-password"}, timeout=30
+            ).status_code
         except requests.RequestException:
             status = "error"
         with lock:
@@ -159,8 +160,7 @@ def run_scenario(way, scenario, url, verify, slow_target=None, use_tls=False, ca
     counts, lock, opened = {}, threading.Lock(), []
     hostile = []
     if scenario == "registration flood":
-        hostile = [threading.Thread(target=flooder, args=(url, verify, stop, counts, lock))
-                   for _ in range(FLOODERS)]
+        hostile = [threading.Thread(target=flooder, args=(url, verify, stop, counts, lock)) for _ in range(FLOODERS)]
     elif scenario == "slow headers":
         hostile = [threading.Thread(target=slow_clients, args=(slow_target, use_tls, cafile, stop, opened))]
     for t in hostile:
@@ -169,8 +169,10 @@ def run_scenario(way, scenario, url, verify, slow_target=None, use_tls=False, ca
     # hostile client is under way (its connections open, its burst spent).
     if hostile:
         time.sleep(HOSTILE_HEAD_START)
-    readers = [threading.Thread(target=reader, args=(url, f"127.0.0.{10 + i}", verify, stop, latencies, errors))
-               for i in range(READERS)]
+    readers = [
+        threading.Thread(target=reader, args=(url, f"127.0.0.{10 + i}", verify, stop, latencies, errors))
+        for i in range(READERS)
+    ]
     for t in readers:
         t.start()
     threads = hostile + readers
@@ -182,22 +184,34 @@ def run_scenario(way, scenario, url, verify, slow_target=None, use_tls=False, ca
         hostile = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str))
         hostile = f"{sum(counts.values())} registrations sent ({hostile})"
     elif scenario == "slow headers":
-        hostile = (f"{opened[0] if opened else 0} slow connections opened, "
-                   f"{opened[-1] if len(opened) > 1 else '?'} still held at the end")
+        hostile = (
+            f"{opened[0] if opened else 0} slow connections opened, "
+            f"{opened[-1] if len(opened) > 1 else '?'} still held at the end"
+        )
     else:
         hostile = "-"
     outcome = Outcome(way, scenario, latencies, len(errors), hostile)
-    print(f"{way:<28} {scenario:<20} reader requests {len(latencies):>5}  p50 {outcome.pct(0.5):7.1f} ms  "
-          f"p99 {outcome.pct(0.99):7.1f} ms  failed {len(errors)}  | {hostile}", flush=True)
+    print(
+        f"{way:<28} {scenario:<20} reader requests {len(latencies):>5}  p50 {outcome.pct(0.5):7.1f} ms  "
+        f"p99 {outcome.pct(0.99):7.1f} ms  failed {len(errors)}  | {hostile}",
+        flush=True,
+    )
     return outcome
 
 
 def app_env(db_path):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "PORT", "WEB_CONCURRENCY") and not k.startswith(("UWSGI_", "ARGON2_"))}
-    env.update(APP_ENV="production", JWT_SECRET_KEY=secrets.token_hex(32),
-               DATABASE_URL=f"sqlite:///{db_path}", WEB_CONCURRENCY="2",
-               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "PORT", "WEB_CONCURRENCY") and not k.startswith(("UWSGI_", "ARGON2_"))
+    }
+    env.update(
+        APP_ENV="production",
+        JWT_SECRET_KEY=secrets.token_hex(32),
+        DATABASE_URL=f"sqlite:///{db_path}",
+        WEB_CONCURRENCY="2",
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     return env
 
 
@@ -208,8 +222,9 @@ def fresh_database(name):
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     env = app_env(db_path)
-    subprocess.run([str(BIN / "flask"), "--app", "app", "db", "upgrade"], cwd=PROJECT_DIR, env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "app", "db", "upgrade"], cwd=PROJECT_DIR, env=env, check=True, capture_output=True
+    )
     return env
 
 
@@ -221,14 +236,19 @@ def seed(url, verify):
     headers = {"Authorization": f"Bearer {token}"}
     store_id = http.post(f"{url}/store/mixed", headers=headers, timeout=30).json()["id"]
     for n in range(10):
-        http.post(f"{url}/item/mixed-{n}", headers=headers, json={"price": n + 0.5, "store_id": store_id},
-                  timeout=30)
+        http.post(f"{url}/item/mixed-{n}", headers=headers, json={"price": n + 0.5, "store_id": store_id}, timeout=30)
 
 
 def start_uwsgi(args, env, log_name, ready_url, verify=False):
     log = open(OUT_DIR / log_name, "w")
-    proc = subprocess.Popen([str(BIN / "uwsgi"), *args], cwd=PROJECT_DIR, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "uwsgi"), *args],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -243,6 +263,7 @@ def start_uwsgi(args, env, log_name, ready_url, verify=False):
 
 def stop(proc):
     import signal
+
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -272,8 +293,7 @@ def through_nginx():
             time.sleep(0.1)
         seed(url, verify)
         way = "through Nginx"
-        return [run_scenario(way, s, url, verify, ("127.0.0.1", nginx.https_port), True, verify)
-                for s in SCENARIOS]
+        return [run_scenario(way, s, url, verify, ("127.0.0.1", nginx.https_port), True, verify) for s in SCENARIOS]
     finally:
         nginx.cleanup()
         stop(proc)
@@ -284,8 +304,7 @@ def straight_to_uwsgi():
     port = free_port()
     env = {**env, "PORT": str(port)}
     url = f"http://127.0.0.1:{port}"
-    proc = start_uwsgi(["--ini", "uwsgi.ini", "--disable-logging"], env, "mixed-uwsgi-direct.log",
-                       f"{url}/health")
+    proc = start_uwsgi(["--ini", "uwsgi.ini", "--disable-logging"], env, "mixed-uwsgi-direct.log", f"{url}/health")
     try:
         seed(url, False)
         way = "straight to uWSGI (Heroku)"
@@ -295,23 +314,31 @@ def straight_to_uwsgi():
 
 
 def markdown(outcomes):
-    lines = [START, "", "## Mixed run: readers beside a hostile client (bench/mixed.py)", "",
-             f"{READERS} readers (each its own address, GET /items with a {READER_PAUSE * 1000:.0f} ms pause), "
-             f"{SECONDS:.0f} s a scenario, argon2 at the production cost; uWSGI workers: {NGINX_WORKERS} behind "
-             "Nginx (the README's WEB_CONCURRENCY for the Linux server), 2 straight (the default). "
-             f"Flood: {FLOODERS} threads POST /register from one address. Slow headers: "
-             f"{SLOW_CLIENTS} connections from one address sending a header line every {TRICKLE_EVERY} s. "
-             f"The hostile client starts {HOSTILE_HEAD_START:.0f} s before the readers (steady state). "
-             "Clients and servers share this machine's CPUs. "
-             "Goal: readers' p99 within 2x of the quiet run.", "",
-             "| way in | scenario | reader requests | p50 ms | p99 ms | p99 vs quiet | failed | hostile client |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        START,
+        "",
+        "## Mixed run: readers beside a hostile client (bench/mixed.py)",
+        "",
+        f"{READERS} readers (each its own address, GET /items with a {READER_PAUSE * 1000:.0f} ms pause), "
+        f"{SECONDS:.0f} s a scenario, argon2 at the production cost; uWSGI workers: {NGINX_WORKERS} behind "
+        "Nginx (the README's WEB_CONCURRENCY for the Linux server), 2 straight (the default). "
+        f"Flood: {FLOODERS} threads POST /register from one address. Slow headers: "
+        f"{SLOW_CLIENTS} connections from one address sending a header line every {TRICKLE_EVERY} s. "
+        f"The hostile client starts {HOSTILE_HEAD_START:.0f} s before the readers (steady state). "
+        "Clients and servers share this machine's CPUs. "
+        "Goal: readers' p99 within 2x of the quiet run.",
+        "",
+        "| way in | scenario | reader requests | p50 ms | p99 ms | p99 vs quiet | failed | hostile client |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     quiet = {o.way: o.pct(0.99) for o in outcomes if o.scenario == "quiet"}
     for o in outcomes:
         ratio = o.pct(0.99) / quiet[o.way] if quiet.get(o.way) else float("nan")
         verdict = "" if o.scenario == "quiet" else (" ok" if ratio <= 2 else " **over 2x**")
-        lines.append(f"| {o.way} | {o.scenario} | {len(o.latencies)} | {o.pct(0.5):.1f} | {o.pct(0.99):.1f} | "
-                     f"{ratio:.2f}x{verdict} | {o.errors} | {o.hostile} |")
+        lines.append(
+            f"| {o.way} | {o.scenario} | {len(o.latencies)} | {o.pct(0.5):.1f} | {o.pct(0.99):.1f} | "
+            f"{ratio:.2f}x{verdict} | {o.errors} | {o.hostile} |"
+        )
     lines += ["", END]
     return "\n".join(lines) + "\n"
 

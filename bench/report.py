@@ -1,5 +1,6 @@
 """Turn the benchmark's measurements into the table, the verdict on each
 target of issue 6, and bench/RESULTS.md (with the machine and versions)."""
+
 import datetime
 import importlib.metadata
 import math
@@ -12,23 +13,42 @@ from pathlib import Path
 # The issue's numbers for the course's implementation on this kind of machine,
 # by (endpoint, size): shown beside ours for orientation, not as targets.
 COURSE_RPS = {
-    ("items", "10"): 548, ("items", "1000"): 8.4,
-    ("stores", "10"): 520, ("stores", "1000"): 10.6,
-    ("item", "10"): 1305, ("item", "1000"): 1406,
-    ("login", "10"): 166, ("login", "1000"): 165,
+    ("items", "10"): 548,
+    ("items", "1000"): 8.4,
+    ("stores", "10"): 520,
+    ("stores", "1000"): 10.6,
+    ("item", "10"): 1305,
+    ("item", "1000"): 1406,
+    ("login", "10"): 166,
+    ("login", "1000"): 165,
 }
 
 # Targets (issue 6).
-ITEM_MIN_RATIO = 0.30    # GET /item/<name> vs bare pre-serialised body
-LIST_MIN_RATIO = 0.25    # 1,000-item lists vs bare json.dumps of the same body
+ITEM_MIN_RATIO = 0.30  # GET /item/<name> vs bare pre-serialised body
+LIST_MIN_RATIO = 0.25  # 1,000-item lists vs bare json.dumps of the same body
 LIST_MAX_P99_MS = 100.0
 MAX_WORKER_RSS_MIB = 70.0
 # OWASP password storage cheat sheet: argon2id with one of these (memory KiB,
 # iterations) pairs, parallelism 1. Each pair is the same strength.
 OWASP_ARGON2ID = [(47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5)]
 
-HEADER = ["server", "endpoint", "data", "body B", "req/s", "p50 ms", "p99 ms", "non-2xx",
-          "socket errors", "CPU ms/req", "recycled", "others", "bare req/s", "× bare", "× bare CPU"]
+HEADER = [
+    "server",
+    "endpoint",
+    "data",
+    "body B",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "non-2xx",
+    "socket errors",
+    "CPU ms/req",
+    "recycled",
+    "others",
+    "bare req/s",
+    "× bare",
+    "× bare CPU",
+]
 
 
 def _num(value, digits=1):
@@ -55,10 +75,23 @@ def table(measurements, comparators):
         # Server CPU per request, bare over app: what the req/s ratio would be if
         # the server alone used the machine; steadier than req/s on a busy machine.
         cpu_ratio = f"{bare.cpu_ms_per_request / m.cpu_ms_per_request:.2f}" if bare else ""
-        cells = [m.server, m.endpoint, m.size, _num(m.body_bytes), _num(m.result.requests_per_second),
-                 _num(m.result.p50_ms, 2), _num(m.result.p99_ms, 2), _num(m.result.non_2xx),
-                 _socket_errors(m.result), _num(m.cpu_ms_per_request, 2), _num(m.respawns),
-                 f"{m.other_load:.0%}", bare_rps, ratio, cpu_ratio]
+        cells = [
+            m.server,
+            m.endpoint,
+            m.size,
+            _num(m.body_bytes),
+            _num(m.result.requests_per_second),
+            _num(m.result.p50_ms, 2),
+            _num(m.result.p99_ms, 2),
+            _num(m.result.non_2xx),
+            _socket_errors(m.result),
+            _num(m.cpu_ms_per_request, 2),
+            _num(m.respawns),
+            f"{m.other_load:.0%}",
+            bare_rps,
+            ratio,
+            cpu_ratio,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -68,8 +101,7 @@ def course_table(measurements):
     for m in measurements:
         course = COURSE_RPS.get((m.endpoint_key, m.size_key))
         if m.server == "app" and course is not None:
-            lines.append(f"| {m.endpoint} | {m.size} | {_num(float(course))} | "
-                         f"{_num(m.result.requests_per_second)} |")
+            lines.append(f"| {m.endpoint} | {m.size} | {_num(float(course))} | {_num(m.result.requests_per_second)} |")
     return "\n".join(lines)
 
 
@@ -89,37 +121,48 @@ def targets(measurements, comparators, rss_by_server, argon2_info):
         # Say when other processes took a share of the machine during either run:
         # then req/s (and p99) say more about them than about the app.
         busiest = max(m.other_load, bare.other_load)
-        context = (f"; CPU ratio {cpu_ratio:.2f}x; other processes used up to {busiest:.0%} "
-                   f"of the CPU during these runs")
+        context = f"; CPU ratio {cpu_ratio:.2f}x; other processes used up to {busiest:.0%} of the CPU during these runs"
         if m.endpoint_key == "item":
-            lines.append(f"- {m.endpoint}, {m.size}: {ratio:.2f}x the bare pre-serialised body "
-                         f"(target >= {ITEM_MIN_RATIO:.2f}x){context}: {_verdict(ratio >= ITEM_MIN_RATIO)}")
+            lines.append(
+                f"- {m.endpoint}, {m.size}: {ratio:.2f}x the bare pre-serialised body "
+                f"(target >= {ITEM_MIN_RATIO:.2f}x){context}: {_verdict(ratio >= ITEM_MIN_RATIO)}"
+            )
         elif m.endpoint_key in ("items", "stores") and m.size_key == "1000":
             ok = ratio >= LIST_MIN_RATIO and m.result.p99_ms < LIST_MAX_P99_MS
-            lines.append(f"- {m.endpoint}, {m.size}: {ratio:.2f}x the bare json.dumps body "
-                         f"(target >= {LIST_MIN_RATIO:.2f}x), p99 {m.result.p99_ms:.1f} ms "
-                         f"(target < {LIST_MAX_P99_MS:.0f} ms){context}: {_verdict(ok)}")
+            lines.append(
+                f"- {m.endpoint}, {m.size}: {ratio:.2f}x the bare json.dumps body "
+                f"(target >= {LIST_MIN_RATIO:.2f}x), p99 {m.result.p99_ms:.1f} ms "
+                f"(target < {LIST_MAX_P99_MS:.0f} ms){context}: {_verdict(ok)}"
+            )
     for m in measurements:
         if m.endpoint_key == "login":
-            lines.append(f"- POST /login, {m.size}: {m.result.requests_per_second:,.1f} req/s, "
-                         f"{m.cpu_ms_per_request:.1f} ms server CPU per login, "
-                         f"p50 {m.result.p50_ms:.0f} ms at {32} connections")
+            lines.append(
+                f"- POST /login, {m.size}: {m.result.requests_per_second:,.1f} req/s, "
+                f"{m.cpu_ms_per_request:.1f} ms server CPU per login, "
+                f"p50 {m.result.p50_ms:.0f} ms at {32} connections"
+            )
     if argon2_info:
-        lines.append(f"- Password hashing: {argon2_info['summary']}; one verify takes "
-                     f"{argon2_info['verify_ms']:.1f} ms in one process (median of "
-                     f"{argon2_info['samples']}); OWASP minimum or above: "
-                     f"{_verdict(argon2_info['owasp_ok'])}")
+        lines.append(
+            f"- Password hashing: {argon2_info['summary']}; one verify takes "
+            f"{argon2_info['verify_ms']:.1f} ms in one process (median of "
+            f"{argon2_info['samples']}); OWASP minimum or above: "
+            f"{_verdict(argon2_info['owasp_ok'])}"
+        )
     for server, workers in rss_by_server.items():
         if not server.startswith("app"):
             continue
         worst = max(workers.values()) / 1024 if workers else float("nan")
         listed = ", ".join(f"{kib / 1024:.1f}" for kib in workers.values())
-        lines.append(f"- Worker RSS after the benchmark ({server}): {listed} MiB "
-                     f"(target <= {MAX_WORKER_RSS_MIB:.0f} MiB): {_verdict(worst <= MAX_WORKER_RSS_MIB)}")
+        lines.append(
+            f"- Worker RSS after the benchmark ({server}): {listed} MiB "
+            f"(target <= {MAX_WORKER_RSS_MIB:.0f} MiB): {_verdict(worst <= MAX_WORKER_RSS_MIB)}"
+        )
     bad = [m for m in measurements if m.result.non_2xx or m.result.socket_error_total]
     if bad:
-        detail = "; ".join(f"{m.server} {m.endpoint} {m.size}: non-2xx {m.result.non_2xx:,}, "
-                           f"socket errors {_socket_errors(m.result)}" for m in bad)
+        detail = "; ".join(
+            f"{m.server} {m.endpoint} {m.size}: non-2xx {m.result.non_2xx:,}, socket errors {_socket_errors(m.result)}"
+            for m in bad
+        )
         lines.append(f"- Zero non-2xx and zero socket errors in every run: {_verdict(False)} ({detail})")
     else:
         lines.append(f"- Zero non-2xx and zero socket errors in every run: {_verdict(True)}")
@@ -132,6 +175,7 @@ def argon2_summary(hash_text, password, samples=5):
     import time
 
     import argon2
+
     params = argon2.extract_parameters(hash_text)
     hasher = argon2.PasswordHasher.from_parameters(params)
     timings = []
@@ -140,11 +184,15 @@ def argon2_summary(hash_text, password, samples=5):
         hasher.verify(hash_text, password)
         timings.append((time.perf_counter() - start) * 1000)
     timings.sort()
-    owasp_ok = (params.type is argon2.Type.ID and params.parallelism >= 1 and
-                any(params.memory_cost >= m and params.time_cost >= t for m, t in OWASP_ARGON2ID))
+    owasp_ok = (
+        params.type is argon2.Type.ID
+        and params.parallelism >= 1
+        and any(params.memory_cost >= m and params.time_cost >= t for m, t in OWASP_ARGON2ID)
+    )
     return {
-        "summary": (f"argon2{params.type.name.lower()} m={params.memory_cost} KiB, "
-                    f"t={params.time_cost}, p={params.parallelism}"),
+        "summary": (
+            f"argon2{params.type.name.lower()} m={params.memory_cost} KiB, t={params.time_cost}, p={params.parallelism}"
+        ),
         "verify_ms": timings[len(timings) // 2],
         "samples": samples,
         "owasp_ok": owasp_ok,
@@ -175,8 +223,10 @@ def versions(project_dir, wrk_version):
             return importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
-    uwsgi = subprocess.run([str(project_dir / ".venv" / "bin" / "uwsgi"), "--version"],
-                           capture_output=True, text=True).stdout.strip()
+
+    uwsgi = subprocess.run(
+        [str(project_dir / ".venv" / "bin" / "uwsgi"), "--version"], capture_output=True, text=True
+    ).stdout.strip()
     return {
         "Python": platform.python_version(),
         "uWSGI": uwsgi,
@@ -189,16 +239,20 @@ def versions(project_dir, wrk_version):
         "orjson": dist("orjson"),
         # Not a runtime requirement, but PyJWT imports it whenever it is
         # installed (the dev venv has it): part of every worker's RSS.
-        "cryptography": dist("cryptography") + (
+        "cryptography": dist("cryptography")
+        + (
             " (installed: PyJWT imports it, about 10 MiB of each worker's RSS)"
-            if dist("cryptography") != "not installed" else ""),
+            if dist("cryptography") != "not installed"
+            else ""
+        ),
         "SQLite": sqlite3.sqlite_version,
         "wrk": wrk_version,
     }
 
 
-def results_markdown(title, settings, measurements, comparators, rss_by_server, argon2_info,
-                     notes, machine_info, version_info):
+def results_markdown(
+    title, settings, measurements, comparators, rss_by_server, argon2_info, notes, machine_info, version_info
+):
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     rss_lines = []
     for server, workers in rss_by_server.items():

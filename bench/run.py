@@ -27,6 +27,7 @@ BENCH_WORKDIR (databases, default /tmp/stores-bench), BENCH_PAGING=0 (skip
 the 100,000-item run), BENCH_UWSGI_ARGS (extra uWSGI flags for every server,
 e.g. to try a uwsgi.ini change before making it).
 """
+
 import argparse
 import json
 import math
@@ -58,7 +59,7 @@ PAGING_TOTAL = 100_000
 @dataclass
 class Size:
     label: str  # as shown in the table
-    key: str    # as used in file names and body keys
+    key: str  # as used in file names and body keys
     stores: int
     items_per_store: int
 
@@ -72,13 +73,13 @@ SIZES = [Size("10 items", "10", 1, 10), Size("1,000 items", "1000", 20, 50)]
 
 @dataclass
 class Measurement:
-    server: str          # "app" or "bare"
-    endpoint: str        # as shown, e.g. "GET /items?per_page=1000 (auth)"
-    endpoint_key: str    # item, items, stores, login, health, page-first, page-last, bytes, dumps
-    size: str            # as shown, e.g. "1,000 items"
+    server: str  # "app" or "bare"
+    endpoint: str  # as shown, e.g. "GET /items?per_page=1000 (auth)"
+    endpoint_key: str  # item, items, stores, login, health, page-first, page-last, bytes, dumps
+    size: str  # as shown, e.g. "1,000 items"
     size_key: str
-    body_key: str | None       # the bare body this run is compared with (or serves)
-    compare_with: str | None   # which bare variant: "bytes", "dumps" or "health"
+    body_key: str | None  # the bare body this run is compared with (or serves)
+    compare_with: str | None  # which bare variant: "bytes", "dumps" or "health"
     body: bytes
     result: WrkResult
     cpu_ms_per_request: float
@@ -128,8 +129,20 @@ class Bench:
 
     # --- one measured wrk run ---------------------------------------------
 
-    def measure(self, server, endpoint, endpoint_key, size_label, size_key, path, *,
-                token=None, body_key=None, compare_with=None, login=False):
+    def measure(
+        self,
+        server,
+        endpoint,
+        endpoint_key,
+        size_label,
+        size_key,
+        path,
+        *,
+        token=None,
+        body_key=None,
+        compare_with=None,
+        login=False,
+    ):
         url = server.base_url + path
         headers = [f"Authorization: Bearer {token}"] if token else []
         script, script_args = (LOGIN_SCRIPT, [seed.USERNAME, seed.PASSWORD]) if login else (None, [])
@@ -138,8 +151,9 @@ class Bench:
         # the body is what the bare app will serve.
         request_headers = dict(h.split(": ", 1) for h in headers)
         if login:
-            response = requests.post(url, json={"username": seed.USERNAME, "password": seed.PASSWORD},
-                                     headers=request_headers, timeout=30)
+            response = requests.post(
+                url, json={"username": seed.USERNAME, "password": seed.PASSWORD}, headers=request_headers, timeout=30
+            )
         else:
             response = requests.get(url, headers=request_headers, timeout=30)
         if not 200 <= response.status_code < 300:
@@ -163,15 +177,27 @@ class Bench:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{server.name} {endpoint} {size_key}").strip("-")
         (OUT_DIR / f"wrk-{slug}.txt").write_text(f"{url}\n{result.text}")
         measurement = Measurement(
-            server="bare" if server.name == "bare" else "app", endpoint=endpoint,
-            endpoint_key=endpoint_key, size=size_label, size_key=size_key, body_key=body_key,
-            compare_with=compare_with, body=response.content, result=result,
-            cpu_ms_per_request=best["cpu_ms"], respawns=best["respawns"], other_load=best["other_load"])
+            server="bare" if server.name == "bare" else "app",
+            endpoint=endpoint,
+            endpoint_key=endpoint_key,
+            size=size_label,
+            size_key=size_key,
+            body_key=body_key,
+            compare_with=compare_with,
+            body=response.content,
+            result=result,
+            cpu_ms_per_request=best["cpu_ms"],
+            respawns=best["respawns"],
+            other_load=best["other_load"],
+        )
         self.measurements.append(measurement)
-        print(f"  {endpoint:<38} {size_label:<14} {result.requests_per_second:>10,.1f} req/s  "
-              f"p99 {result.p99_ms:>8.2f} ms  non-2xx {result.non_2xx}  "
-              f"socket errors {result.socket_error_total}  CPU {best['cpu_ms']:.2f} ms/req  "
-              f"others {best['other_load']:.0%}", flush=True)
+        print(
+            f"  {endpoint:<38} {size_label:<14} {result.requests_per_second:>10,.1f} req/s  "
+            f"p99 {result.p99_ms:>8.2f} ms  non-2xx {result.non_2xx}  "
+            f"socket errors {result.socket_error_total}  CPU {best['cpu_ms']:.2f} ms/req  "
+            f"others {best['other_load']:.0%}",
+            flush=True,
+        )
         return measurement
 
     def one_run(self, server, url, headers, script, script_args):
@@ -198,8 +224,11 @@ class Bench:
     def app_env(self, db_path):
         # Start from this environment without anything that would change what
         # is measured: Redis, uWSGI overrides, weakened hashing.
-        env = {key: value for key, value in os.environ.items()
-               if key != "REDIS_URL" and not key.startswith(("UWSGI_", "ARGON2_"))}
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key != "REDIS_URL" and not key.startswith(("UWSGI_", "ARGON2_"))
+        }
         env.update(
             APP_ENV="production",
             JWT_SECRET_KEY=self.jwt_secret,
@@ -221,10 +250,21 @@ class Bench:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
         env = self.app_env(db_path)
-        subprocess.run([str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
-                       cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
-        server = UwsgiServer(f"app-{name}", PROJECT_DIR, port, env, OUT_DIR / f"uwsgi-app-{name}.log",
-                             extra_args=self.settings.uwsgi_args)
+        subprocess.run(
+            [str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
+            cwd=PROJECT_DIR,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        server = UwsgiServer(
+            f"app-{name}",
+            PROJECT_DIR,
+            port,
+            env,
+            OUT_DIR / f"uwsgi-app-{name}.log",
+            extra_args=self.settings.uwsgi_args,
+        )
         return server.start(), db_path
 
     def run_app_size(self, size, port, with_health):
@@ -235,8 +275,10 @@ class Bench:
             token = client.register_and_login()
             started = time.monotonic()
             names = seed.seed_over_http(client, size.stores, size.items_per_store)
-            self.notes.append(f"Seeding {size.stores} store(s) and {len(names):,} items over HTTP "
-                              f"took {time.monotonic() - started:.1f} s.")
+            self.notes.append(
+                f"Seeding {size.stores} store(s) and {len(names):,} items over HTTP "
+                f"took {time.monotonic() - started:.1f} s."
+            )
             if self.argon2_info is None:
                 self.argon2_info = report.argon2_summary(seed.password_hash(db_path), seed.PASSWORD)
 
@@ -244,16 +286,49 @@ class Bench:
                 self.measure(server, "GET /health", "health", "-", "-", "/health", compare_with="health")
                 self.measure(self.bare, "GET /health", "health", "-", "-", "/health")
             one = names[len(names) // 2 - 1]  # item-000005, item-000500
-            self.compared(self.measure(
-                server, "GET /item/<name> (auth)", "item", size.label, size.key, f"/item/{one}",
-                token=token, body_key=f"item-{size.key}", compare_with="bytes"), "bytes")
-            items = self.compared(self.measure(
-                server, "GET /items?per_page=1000 (auth)", "items", size.label, size.key,
-                "/items?per_page=1000", token=token, body_key=f"items-{size.key}",
-                compare_with="dumps"), "dumps", "bytes")
-            stores = self.compared(self.measure(
-                server, "GET /stores", "stores", size.label, size.key, "/stores",
-                body_key=f"stores-{size.key}", compare_with="dumps"), "dumps", "bytes")
+            self.compared(
+                self.measure(
+                    server,
+                    "GET /item/<name> (auth)",
+                    "item",
+                    size.label,
+                    size.key,
+                    f"/item/{one}",
+                    token=token,
+                    body_key=f"item-{size.key}",
+                    compare_with="bytes",
+                ),
+                "bytes",
+            )
+            items = self.compared(
+                self.measure(
+                    server,
+                    "GET /items?per_page=1000 (auth)",
+                    "items",
+                    size.label,
+                    size.key,
+                    "/items?per_page=1000",
+                    token=token,
+                    body_key=f"items-{size.key}",
+                    compare_with="dumps",
+                ),
+                "dumps",
+                "bytes",
+            )
+            stores = self.compared(
+                self.measure(
+                    server,
+                    "GET /stores",
+                    "stores",
+                    size.label,
+                    size.key,
+                    "/stores",
+                    body_key=f"stores-{size.key}",
+                    compare_with="dumps",
+                ),
+                "dumps",
+                "bytes",
+            )
             # The runs must have listed everything that was seeded.
             check_count(items.body, "items", size.items)
             check_count(stores.body, "stores", size.stores)
@@ -273,19 +348,30 @@ class Bench:
             client.create_item(seed.item_name(1), seed.item_price(1), store_id)
             started = time.monotonic()
             total = seed.bulk_insert_items(db_path, seed.item_name(1), PAGING_TOTAL)
-            self.notes.append(f"Paging: {total:,} items inserted straight into SQLite in "
-                              f"{time.monotonic() - started:.1f} s (one item made over HTTP as the template).")
+            self.notes.append(
+                f"Paging: {total:,} items inserted straight into SQLite in "
+                f"{time.monotonic() - started:.1f} s (one item made over HTTP as the template)."
+            )
             label = f"{PAGING_TOTAL:,} items"
-            first = self.measure(server, "GET /items?page=1 (auth)", "page-first", label, "100000",
-                                 "/items?page=1", token=token)
+            first = self.measure(
+                server, "GET /items?page=1 (auth)", "page-first", label, "100000", "/items?page=1", token=token
+            )
             listed = json.loads(first.body)
             last_page = math.ceil(listed["total"] / listed["per_page"])
-            last = self.measure(server, f"GET /items?page={last_page} (auth)", "page-last", label, "100000",
-                                f"/items?page={last_page}", token=token)
+            last = self.measure(
+                server,
+                f"GET /items?page={last_page} (auth)",
+                "page-last",
+                label,
+                "100000",
+                f"/items?page={last_page}",
+                token=token,
+            )
             self.notes.append(
                 f"Paging at {listed['total']:,} items, {listed['per_page']} per page: the last page serves "
                 f"{last.result.requests_per_second / first.result.requests_per_second:.2f}x the "
-                f"requests/s of page 1 (p99 {first.result.p99_ms:.1f} ms vs {last.result.p99_ms:.1f} ms).")
+                f"requests/s of page 1 (p99 {first.result.p99_ms:.1f} ms vs {last.result.p99_ms:.1f} ms)."
+            )
             server.wait_idle()
             self.rss_by_server[server.name] = server.worker_rss_kib()
         finally:
@@ -300,9 +386,14 @@ class Bench:
         env = {key: value for key, value in os.environ.items() if not key.startswith("UWSGI_")}
         env["BENCH_BODIES_DIR"] = str(self.bodies_dir)
         # Same ini and flags; only the module differs (a later --module wins).
-        self.bare = UwsgiServer("bare", PROJECT_DIR, port, env, OUT_DIR / "uwsgi-bare.log",
-                                extra_args=["--pythonpath", str(BENCH_DIR), "--module", "bare_app:app",
-                                            *self.settings.uwsgi_args])
+        self.bare = UwsgiServer(
+            "bare",
+            PROJECT_DIR,
+            port,
+            env,
+            OUT_DIR / "uwsgi-bare.log",
+            extra_args=["--pythonpath", str(BENCH_DIR), "--module", "bare_app:app", *self.settings.uwsgi_args],
+        )
         self.bare.start()
 
     def stop_bare(self):
@@ -314,20 +405,23 @@ class Bench:
         """Serve `body` from the bare app and measure it, once per variant."""
         (self.bodies_dir / f"{key}.json").write_bytes(body)
         for variant in variants:
-            self.measure(self.bare, f"GET /{variant}/{key}", variant, size_label, size_key,
-                         f"/{variant}/{key}", body_key=key)
+            self.measure(
+                self.bare, f"GET /{variant}/{key}", variant, size_label, size_key, f"/{variant}/{key}", body_key=key
+            )
 
     def compared(self, measurement, *variants):
         """Measure the bare app on the body `measurement` just got."""
-        self.bare_run(measurement.body_key, measurement.body, variants, measurement.size,
-                      measurement.size_key)
+        self.bare_run(measurement.body_key, measurement.body, variants, measurement.size, measurement.size_key)
         return measurement
 
     def comparators(self):
         """Each app measurement -> the bare run it is compared with."""
         bare = {(m.endpoint_key, m.body_key): m for m in self.measurements if m.server == "bare"}
-        return {id(m): bare[(m.compare_with, m.body_key)] for m in self.measurements
-                if m.server == "app" and (m.compare_with, m.body_key) in bare}
+        return {
+            id(m): bare[(m.compare_with, m.body_key)]
+            for m in self.measurements
+            if m.server == "app" and (m.compare_with, m.body_key) in bare
+        }
 
 
 def machine_cpu_ticks():
@@ -353,9 +447,9 @@ def check_count(body, key, expected):
 
 def synthetic_bodies():
     """Bodies of the contract's shapes, for --bare-only: compact JSON, as the app writes."""
+
     def item(number, store_id):
-        return {"id": number, "name": seed.item_name(number), "price": seed.item_price(number),
-                "store_id": store_id}
+        return {"id": number, "name": seed.item_name(number), "price": seed.item_price(number), "store_id": store_id}
 
     def dump(obj):
         return json.dumps(obj, separators=(",", ":")).encode()
@@ -363,8 +457,10 @@ def synthetic_bodies():
     bodies = {}
     for size in SIZES:
         items = [item(n, (n - 1) // size.items_per_store + 1) for n in range(1, size.items + 1)]
-        stores = [{"id": s, "name": seed.store_name(s), "items": [i for i in items if i["store_id"] == s]}
-                  for s in range(1, size.stores + 1)]
+        stores = [
+            {"id": s, "name": seed.store_name(s), "items": [i for i in items if i["store_id"] == s]}
+            for s in range(1, size.stores + 1)
+        ]
         bodies[f"item-{size.key}"] = dump(items[len(items) // 2 - 1])
         bodies[f"items-{size.key}"] = dump({"items": items, "page": 1, "per_page": 1000, "total": len(items)})
         bodies[f"stores-{size.key}"] = dump({"stores": stores, "page": 1, "per_page": 100, "total": len(stores)})
@@ -373,11 +469,16 @@ def synthetic_bodies():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bare-only", action="store_true",
-                        help="benchmark only the bare app, on synthetic bodies (no real app needed)")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="where to write the Markdown results (default: bench/RESULTS.md, "
-                             "or bench/out/RESULTS-bare-only.md with --bare-only)")
+    parser.add_argument(
+        "--bare-only", action="store_true", help="benchmark only the bare app, on synthetic bodies (no real app needed)"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="where to write the Markdown results (default: bench/RESULTS.md, "
+        "or bench/out/RESULTS-bare-only.md with --bare-only)",
+    )
     args = parser.parse_args()
 
     settings = Settings()
@@ -409,15 +510,22 @@ def main():
     if args.bare_only:
         title += " (bare app only)"
     text = report.results_markdown(
-        title, settings.describe(), bench.measurements, comparators, bench.rss_by_server,
-        bench.argon2_info, bench.notes, report.machine(), report.versions(PROJECT_DIR, version_of_wrk))
+        title,
+        settings.describe(),
+        bench.measurements,
+        comparators,
+        bench.rss_by_server,
+        bench.argon2_info,
+        bench.notes,
+        report.machine(),
+        report.versions(PROJECT_DIR, version_of_wrk),
+    )
     print()
     print(report.table(bench.measurements, comparators))
     print()
     if not args.bare_only:
         print(report.targets(bench.measurements, comparators, bench.rss_by_server, bench.argon2_info))
-    destination = args.results or (OUT_DIR / "RESULTS-bare-only.md" if args.bare_only
-                                   else BENCH_DIR / "RESULTS.md")
+    destination = args.results or (OUT_DIR / "RESULTS-bare-only.md" if args.bare_only else BENCH_DIR / "RESULTS.md")
     destination.write_text(text)
     print(f"\nwritten to {destination}")
 

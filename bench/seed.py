@@ -5,6 +5,7 @@ client would (register, login, POST /store/<name>, POST /item/<name>). The
 100,000-item paging run is seeded straight into the SQLite file instead:
 through HTTP that would take minutes, and paging only needs the rows there.
 """
+
 import sqlite3
 
 import requests
@@ -81,7 +82,8 @@ def bulk_insert_items(db_path, template_name, total):
     try:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(items)")]
         values = connection.execute(
-            f"SELECT {', '.join(columns)} FROM items WHERE name = ?", (template_name,)).fetchone()
+            f"SELECT {', '.join(columns)} FROM items WHERE name = ?", (template_name,)
+        ).fetchone()
         if values is None:
             raise RuntimeError(f"item {template_name!r} is not in {db_path}")
         template = dict(zip(columns, values, strict=True))
@@ -103,8 +105,7 @@ def password_hash(db_path):
     """The stored hash of the bench user (to report the argon2 parameters)."""
     connection = sqlite3.connect(db_path, timeout=30)
     try:
-        row = connection.execute("SELECT password_hash FROM users WHERE username = ?",
-                                 (USERNAME,)).fetchone()
+        row = connection.execute("SELECT password_hash FROM users WHERE username = ?", (USERNAME,)).fetchone()
         return row[0] if row else None
     finally:
         connection.close()

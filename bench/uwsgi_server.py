@@ -12,6 +12,7 @@ master and every live child, plus the master's cutime + cstime, which holds
 the CPU of children it has already reaped -- so a worker recycled by
 max-requests during a run is still counted.
 """
+
 import os
 import re
 import signal
@@ -31,8 +32,7 @@ _RESPAWNED = re.compile(r"Respawned uWSGI worker (\d+) \(new pid: (\d+)\)")
 class UwsgiServer:
     """One uWSGI master and its workers, started from uwsgi.ini in `project_dir`."""
 
-    def __init__(self, name, project_dir, port, env, log_path, extra_args=(),
-                 processes=2, threads=1):
+    def __init__(self, name, project_dir, port, env, log_path, extra_args=(), processes=2, threads=1):
         self.name = name
         self.project_dir = Path(project_dir)
         self.port = port
@@ -40,9 +40,12 @@ class UwsgiServer:
         self.log_path = Path(log_path)
         self.args = [
             str(self.project_dir / ".venv" / "bin" / "uwsgi"),
-            "--ini", str(self.project_dir / "uwsgi.ini"),
-            "--processes", str(processes),
-            "--threads", str(threads),
+            "--ini",
+            str(self.project_dir / "uwsgi.ini"),
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
             "--disable-logging",
             *extra_args,
         ]
@@ -61,15 +64,21 @@ class UwsgiServer:
         log = open(self.log_path, "w")
         # A session of its own, so stop() can signal exactly this server's processes.
         self.process = subprocess.Popen(
-            self.args, cwd=self.project_dir, env=self.env,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            self.args,
+            cwd=self.project_dir,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name}: uWSGI exited with {self.process.returncode}; "
-                                   f"see {self.log_path}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name}: uWSGI exited with {self.process.returncode}; see {self.log_path}:\n{self.log_tail()}"
+                )
             try:
                 if requests.get(self.base_url + ready_path, timeout=2).status_code == 200:
                     if self._all_workers_ready():
@@ -78,8 +87,7 @@ class UwsgiServer:
                 pass  # not listening yet, or its workers are still loading the app
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"{self.name}: not ready after {timeout} s; see {self.log_path}:\n"
-                           f"{self.log_tail()}")
+        raise RuntimeError(f"{self.name}: not ready after {timeout} s; see {self.log_path}:\n{self.log_tail()}")
 
     def _all_workers_ready(self):
         workers = len(self.worker_pids())
@@ -166,7 +174,7 @@ def _stat_fields(pid):
         text = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return text[text.rindex(")") + 2:].split()
+    return text[text.rindex(")") + 2 :].split()
 
 
 def _children(parent):

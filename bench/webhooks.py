@@ -25,6 +25,7 @@ a fresh server and database, and the table shows each one's best round.
 Settings: BENCH_DURATION (seconds per run, default 10), BENCH_ROUNDS (default
 3), BENCH_PORT (default 20100).
 """
+
 import os
 import shutil
 import subprocess
@@ -34,7 +35,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
-
 from uwsgi_server import UwsgiServer
 from wrk_runner import run_wrk
 
@@ -69,10 +69,17 @@ def start_receiver(port):
 
 
 def environment(database):
-    return {**os.environ, "APP_ENV": "development", "DATABASE_URL": f"sqlite:///{database}",
-            "JWT_SECRET_KEY": "bench-secret-key-long-enough-for-hs256-x",
-            "WEBHOOK_QUEUE_PATH": str(WORKDIR / "queue.db"), "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
-            "LOGIN_RATE_LIMIT": "100000 per minute", "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "64"}
+    return {
+        **os.environ,
+        "APP_ENV": "development",
+        "DATABASE_URL": f"sqlite:///{database}",
+        "JWT_SECRET_KEY": "bench-secret-key-long-enough-for-hs256-x",
+        "WEBHOOK_QUEUE_PATH": str(WORKDIR / "queue.db"),
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+        "LOGIN_RATE_LIMIT": "100000 per minute",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_COST": "64",
+    }
 
 
 def fresh_server(setup):
@@ -92,15 +99,23 @@ def fresh_server(setup):
     url = server.base_url
     requests.post(f"{url}/register", json={"username": "bench", "password": PASSWORD}, timeout=10)
     subprocess.run([*flask, "make-admin", "bench"], cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
-    token = requests.post(f"{url}/login", json={"username": "bench", "password": PASSWORD}, timeout=10).json()["access_token"]
+    token = requests.post(f"{url}/login", json={"username": "bench", "password": PASSWORD}, timeout=10).json()[
+        "access_token"
+    ]
     auth = {"Authorization": f"Bearer {token}"}
     store_id = requests.post(f"{url}/store/bench", headers=auth, timeout=10).json()["id"]
     for n in range(10):
         requests.post(f"{url}/item/item{n}", headers=auth, json={"price": n, "store_id": store_id}, timeout=10)
     if setup == "mule, 1 endpoint":
-        response = requests.post(f"{url}/webhooks", headers=auth, timeout=10, json={
-            "url": f"http://127.0.0.1:{PORT + 1}/hook",
-            "events": ["item.created", "item.updated", "item.deleted", "store.created", "store.deleted"]})
+        response = requests.post(
+            f"{url}/webhooks",
+            headers=auth,
+            timeout=10,
+            json={
+                "url": f"http://127.0.0.1:{PORT + 1}/hook",
+                "events": ["item.created", "item.updated", "item.deleted", "store.created", "store.deleted"],
+            },
+        )
         assert response.status_code == 201, response.text
     return server, token, store_id
 
@@ -114,29 +129,43 @@ def measure(setup):
             "GET /item/<name>": run_wrk(f"{url}/item/item1", DURATION, headers=[header]),
             "GET /items": run_wrk(f"{url}/items?per_page=1000", DURATION, headers=[header]),
             "GET /stores": run_wrk(f"{url}/stores?per_page=1000", DURATION),
-            "PUT /item/<name>": run_wrk(f"{url}/item/item1", DURATION, script=BENCH_DIR / "put_item.lua",
-                                        script_args=[token, str(store_id)]),
+            "PUT /item/<name>": run_wrk(
+                f"{url}/item/item1", DURATION, script=BENCH_DIR / "put_item.lua", script_args=[token, str(store_id)]
+            ),
         }
         delivered = None
         if setup == "mule, 1 endpoint":
             admin = {"Authorization": f"Bearer {token}"}
-            delivered = requests.get(f"{url}/webhooks/1/deliveries?per_page=1", headers=admin, timeout=10).json()["total"]
+            delivered = requests.get(f"{url}/webhooks/1/deliveries?per_page=1", headers=admin, timeout=10).json()[
+                "total"
+            ]
     finally:
         server.stop()
     for name, result in results.items():
-        (OUT_DIR / f"webhooks-{setup.replace(' ', '').replace(',', '_')}-{name.split()[1].strip('/').replace('/', '_').replace('<', '').replace('>', '')}-{name.split()[0]}.txt").write_text(result.text)
+        setup_tag = setup.replace(" ", "").replace(",", "_")
+        path_tag = name.split()[1].strip("/").replace("/", "_").replace("<", "").replace(">", "")
+        (OUT_DIR / f"webhooks-{setup_tag}-{path_tag}-{name.split()[0]}.txt").write_text(result.text)
     return results, delivered
 
 
 def table(all_results):
-    lines = ["| endpoint | " + " | ".join(f"{s} (req/s)" for s in SETUPS) + " | 1 endpoint vs no worker |",
-             "|---|" + "---|" * (len(SETUPS) + 1)]
+    lines = [
+        "| endpoint | " + " | ".join(f"{s} (req/s)" for s in SETUPS) + " | 1 endpoint vs no worker |",
+        "|---|" + "---|" * (len(SETUPS) + 1),
+    ]
     for endpoint in all_results[SETUPS[0]][0]:
         rates = [all_results[s][0][endpoint].requests_per_second for s in SETUPS]
-        errors = sum(all_results[s][0][endpoint].non_2xx + all_results[s][0][endpoint].socket_error_total for s in SETUPS)
+        errors = sum(
+            all_results[s][0][endpoint].non_2xx + all_results[s][0][endpoint].socket_error_total for s in SETUPS
+        )
         change = (rates[2] / rates[0] - 1) * 100
-        lines.append(f"| {endpoint} | " + " | ".join(f"{r:,.0f}" for r in rates) + f" | {change:+.1f} %"
-                     + (f" ({errors} errors)" if errors else "") + " |")
+        lines.append(
+            f"| {endpoint} | "
+            + " | ".join(f"{r:,.0f}" for r in rates)
+            + f" | {change:+.1f} %"
+            + (f" ({errors} errors)" if errors else "")
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -145,9 +174,9 @@ def write_results(text):
     current = path.read_text() if path.exists() else ""
     if SECTION in current:
         start = current.index(SECTION)
-        rest = current[start + len(SECTION):]
+        rest = current[start + len(SECTION) :]
         end = rest.find("\n## ")
-        current = current[:start] + (rest[end + 1:] if end != -1 else "")
+        current = current[:start] + (rest[end + 1 :] if end != -1 else "")
     path.write_text(current.rstrip("\n") + "\n\n" + text + "\n")
 
 
@@ -172,15 +201,21 @@ def main():
     finally:
         receiver.shutdown()
     delivered = all_results["mule, 1 endpoint"][1]
-    text = "\n".join([
-        SECTION, "",
-        f"`bench/webhooks.py`: the real server (2 processes x 1 thread, SQLite), wrk {DURATION} s per run, "
-        f"best of {ROUNDS} interleaved rounds, "
-        f"{os.cpu_count()} CPU cores. \"mule, 1 endpoint\": one endpoint subscribed to every event (a local "
-        f"receiver answering 204); the last PUT run alone recorded {delivered:,} events, which the mule "
-        "delivered while wrk was running. The reads are what `make bench` measures; the rule is at most 5 % less with "
-        "one endpoint.", "",
-        table(all_results), ""])
+    text = "\n".join(
+        [
+            SECTION,
+            "",
+            f"`bench/webhooks.py`: the real server (2 processes x 1 thread, SQLite), wrk {DURATION} s per run, "
+            f"best of {ROUNDS} interleaved rounds, "
+            f'{os.cpu_count()} CPU cores. "mule, 1 endpoint": one endpoint subscribed to every event (a local '
+            f"receiver answering 204); the last PUT run alone recorded {delivered:,} events, which the mule "
+            "delivered while wrk was running. The reads are what `make bench` measures; "
+            "the rule is at most 5 % less with one endpoint.",
+            "",
+            table(all_results),
+            "",
+        ]
+    )
     print(text)
     write_results(text)
 

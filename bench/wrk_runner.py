@@ -11,6 +11,7 @@ What is parsed from wrk's report:
 - "Non-2xx or 3xx responses: N" (absent when there were none);
 - "Socket errors: connect A, read B, write C, timeout D" (absent when none).
 """
+
 import re
 import shutil
 import subprocess
@@ -55,8 +56,18 @@ def wrk_version():
 
 
 def run_wrk(url, seconds, headers=(), script=None, script_args=()):
-    command = [wrk_path(), "-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds}s",
-               "--timeout", TIMEOUT, "--latency"]
+    command = [
+        wrk_path(),
+        "-t",
+        str(THREADS),
+        "-c",
+        str(CONNECTIONS),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        TIMEOUT,
+        "--latency",
+    ]
     for header in headers:
         command += ["-H", header]
     if script:
@@ -81,8 +92,13 @@ def parse_wrk(text):
         percentiles[percent] = float(value) * _UNITS_MS[unit]
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    socket_errors = dict(zip(("connect", "read", "write", "timeout"),
-                             (int(n) for n in errors.groups()) if errors else (0, 0, 0, 0), strict=True))
+    socket_errors = dict(
+        zip(
+            ("connect", "read", "write", "timeout"),
+            (int(n) for n in errors.groups()) if errors else (0, 0, 0, 0),
+            strict=True,
+        )
+    )
     return WrkResult(
         requests=int(done.group(1)),
         seconds=float(done.group(2)) * _UNITS_MS[done.group(3)] / 1000.0,

@@ -39,25 +39,45 @@ ROOT = Path(__file__).resolve().parent.parent
 UWSGI = Path(sys.executable).parent / "uwsgi"
 
 # Startup lines that say nothing a developer must act on.
-NOISE = re.compile("|".join([
-    r"^\[uWSGI\] getting INI configuration",
-    r"^\*\*\* Starting uWSGI",
-    r"^compiled with version",
-    r"^os: ", r"^nodename: ", r"^machine: ", r"^clock source: ",
-    r"^detected number of CPU cores", r"^current working directory", r"^detected binary path",
-    r"no internal routing support",
-    r"running as root", r"you are running uWSGI as root",
-    r"^chdir\(\) to ", r"^your processes number limit", r"^your memory page size",
-    r"harakiri without post buffering",
-    r"^detected max file descriptor number", r"^lock engine: ", r"^thunder lock: ",
-    r"^uWSGI http bound on ", r"^uwsgi socket \d+ bound to ",
-    r"^Python version: ", r"^Python main interpreter initialized", r"^python threads support enabled",
-    r"^your server socket listen backlog", r"^your mercy for graceful operations",
-    r"^mapped \d+ bytes", r"^\*\*\* Operational MODE", r"^spawned uWSGI ",
-    r"^running \"unix_signal:",  # uwsgi.ini's signal hooks, master-start and post-fork
-    r"^\*\*\* uWSGI is running in multiple interpreter mode",
-    r"^WSGI app 0 \(mountpoint=''\) ready",
-]))
+NOISE = re.compile(
+    "|".join(
+        [
+            r"^\[uWSGI\] getting INI configuration",
+            r"^\*\*\* Starting uWSGI",
+            r"^compiled with version",
+            r"^os: ",
+            r"^nodename: ",
+            r"^machine: ",
+            r"^clock source: ",
+            r"^detected number of CPU cores",
+            r"^current working directory",
+            r"^detected binary path",
+            r"no internal routing support",
+            r"running as root",
+            r"you are running uWSGI as root",
+            r"^chdir\(\) to ",
+            r"^your processes number limit",
+            r"^your memory page size",
+            r"harakiri without post buffering",
+            r"^detected max file descriptor number",
+            r"^lock engine: ",
+            r"^thunder lock: ",
+            r"^uWSGI http bound on ",
+            r"^uwsgi socket \d+ bound to ",
+            r"^Python version: ",
+            r"^Python main interpreter initialized",
+            r"^python threads support enabled",
+            r"^your server socket listen backlog",
+            r"^your mercy for graceful operations",
+            r"^mapped \d+ bytes",
+            r"^\*\*\* Operational MODE",
+            r"^spawned uWSGI ",
+            r"^running \"unix_signal:",  # uwsgi.ini's signal hooks, master-start and post-fork
+            r"^\*\*\* uWSGI is running in multiple interpreter mode",
+            r"^WSGI app 0 \(mountpoint=''\) ready",
+        ]
+    )
+)
 READY = re.compile(r"^WSGI app 0 \(mountpoint=''\) ready")
 BOUND = re.compile(r"^uWSGI http bound on (\S+) fd")
 
@@ -78,9 +98,15 @@ def main() -> int:
         interrupted = True  # uWSGI got the same Ctrl-C; wait for it to stop
 
     signal.signal(signal.SIGINT, on_sigint)
-    proc = subprocess.Popen([str(UWSGI), "--ini", "uwsgi.ini", *sys.argv[1:]], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", bufsize=1)
+    proc = subprocess.Popen(
+        [str(UWSGI), "--ini", "uwsgi.ini", *sys.argv[1:]],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
     held, url, ready = [], None, False
     for line in proc.stdout:
         bound = BOUND.match(line)

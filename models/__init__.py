@@ -1,4 +1,5 @@
 """Database models, one per file. Importing this package registers them all."""
+
 from sqlalchemy.exc import IntegrityError
 
 from db import db
@@ -10,8 +11,15 @@ from models.user import UserModel
 from models.webhook import WebhookModel
 from models.webhook_delivery import WebhookDeliveryModel
 
-__all__ = ["ItemModel", "JodooDeliveryModel", "RevokedSessionModel", "StoreModel", "UserModel",
-           "WebhookDeliveryModel", "WebhookModel"]
+__all__ = [
+    "ItemModel",
+    "JodooDeliveryModel",
+    "RevokedSessionModel",
+    "StoreModel",
+    "UserModel",
+    "WebhookDeliveryModel",
+    "WebhookModel",
+]
 
 
 def commit_or_raise(error):

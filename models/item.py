@@ -5,6 +5,7 @@ Reads run as Core statements on the session's connection
 `item_json`, the one function that shapes an item for every response: the
 ORM's result layer costs more than the rows themselves on the hot paths.
 """
+
 from urllib.parse import quote
 
 from sqlalchemy import bindparam, delete, func, select
@@ -25,7 +26,10 @@ class ItemModel(db.Model):
     # value has at most 2 decimals, which a float prints back exactly.
     price = db.Column(db.Numeric(10, 2, asdecimal=False), nullable=False)
     store_id = db.Column(
-        db.Integer, db.ForeignKey("stores.id", name="fk_items_store_id", ondelete="RESTRICT"), nullable=False, index=True
+        db.Integer,
+        db.ForeignKey("stores.id", name="fk_items_store_id", ondelete="RESTRICT"),
+        nullable=False,
+        index=True,
     )
     store = db.relationship("StoreModel", back_populates="items")
     # The stored image's object key (item_images.py), or NULL: no image.
@@ -51,8 +55,11 @@ class ItemModel(db.Model):
         it), or None: one SELECT."""
         from models.store import StoreModel  # circular: stores import items
 
-        query = (select(*ITEM_COLUMNS, StoreModel.owner_id)
-                 .join(StoreModel, StoreModel.id == cls.store_id).where(cls.name == name))
+        query = (
+            select(*ITEM_COLUMNS, StoreModel.owner_id)
+            .join(StoreModel, StoreModel.id == cls.store_id)
+            .where(cls.name == name)
+        )
         return db.session.connection().execute(query).first()
 
     @classmethod
@@ -90,8 +97,13 @@ SELECT_BY_NAME = select(*ITEM_COLUMNS).where(ItemModel.name == bindparam("name")
 
 def item_json(item):
     """The one shape of an item in every response: `item` is a row or a model."""
-    return {"id": item.id, "name": item.name, "price": float(item.price), "store_id": item.store_id,
-            "image_url": image_url(item.name, item.image_key)}
+    return {
+        "id": item.id,
+        "name": item.name,
+        "price": float(item.price),
+        "store_id": item.store_id,
+        "image_url": image_url(item.name, item.image_key),
+    }
 
 
 def image_url(name, image_key):

@@ -4,6 +4,7 @@ The row is inserted in the same transaction as the push's effect; its primary
 key makes a second copy of the push (a retry, or two copies racing on two
 workers) fail to insert, so it has no second effect.
 """
+
 from db import db
 from models.webhook import utcnow
 

@@ -1,4 +1,5 @@
 """A login session ended by logout: the database side of the token blocklist."""
+
 from db import db
 
 

@@ -3,6 +3,7 @@
 Reads run as Core statements and build JSON-ready dicts with `store_json`,
 the one function that shapes a store for every response.
 """
+
 from sqlalchemy import func, select, update
 
 from db import db
@@ -26,8 +27,7 @@ class StoreModel(db.Model):
     # A store has many items. Reads build JSON with Core queries (below), so
     # the relationship is never loaded on a hot path; the database refuses to
     # delete a store that still has items (ondelete RESTRICT).
-    items = db.relationship("ItemModel", back_populates="store", order_by="ItemModel.id",
-                            passive_deletes="all")
+    items = db.relationship("ItemModel", back_populates="store", order_by="ItemModel.id", passive_deletes="all")
 
     @classmethod
     def find_by_name(cls, name):
@@ -79,16 +79,16 @@ class StoreModel(db.Model):
         offset = (page - 1) * per_page
         if offset >= total:
             return [], total
-        stores = db.session.connection().execute(
-            select(*STORE_COLUMNS, items_total_of(cls.id)).order_by(cls.id).limit(per_page).offset(offset)
-        ).all()
+        stores = (
+            db.session.connection()
+            .execute(select(*STORE_COLUMNS, items_total_of(cls.id)).order_by(cls.id).limit(per_page).offset(offset))
+            .all()
+        )
         items_by_store = {store.id: [] for store in stores}
         # At most `embedded` items per store, by id: numbered per store in SQL.
         position = func.row_number().over(partition_by=ItemModel.store_id, order_by=ItemModel.id)
         numbered = (
-            select(*ITEM_COLUMNS, position.label("position"))
-            .where(ItemModel.store_id.in_(items_by_store))
-            .subquery()
+            select(*ITEM_COLUMNS, position.label("position")).where(ItemModel.store_id.in_(items_by_store)).subquery()
         )
         query = (
             select(*(numbered.c[column.key] for column in ITEM_COLUMNS))
@@ -104,12 +104,9 @@ STORE_COLUMNS = (StoreModel.id, StoreModel.name, StoreModel.owner_id)
 
 
 def items_total_of(store_id_column):
-    return (
-        select(func.count()).where(ItemModel.store_id == store_id_column).scalar_subquery().label("items_total")
-    )
+    return select(func.count()).where(ItemModel.store_id == store_id_column).scalar_subquery().label("items_total")
 
 
 def store_json(store, items, items_total):
     """The one shape of a store in every response: `store` is a row or a model."""
-    return {"id": store.id, "name": store.name, "owner_id": store.owner_id,
-            "items": items, "items_total": items_total}
+    return {"id": store.id, "name": store.name, "owner_id": store.owner_id, "items": items, "items_total": items_total}

@@ -1,5 +1,6 @@
 """A registered user: credentials, the admin flag, the keys its tokens are
 bound to, and the queries on users."""
+
 import secrets
 
 from sqlalchemy import func, select, update

@@ -1,9 +1,10 @@
 """A webhook endpoint an admin subscribed: where to send which events, and the
 secret that signs them (Standard Webhooks, `whsec_<base64>`)."""
+
 import base64
 import json
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from db import db
 
@@ -12,7 +13,7 @@ EVENT_TYPES = ("item.created", "item.updated", "item.deleted", "store.created", 
 
 def utcnow():
     """Naive UTC, as every DateTime column of this project stores it."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def rfc3339(moment):
@@ -40,8 +41,7 @@ class WebhookModel(db.Model):
         return json.loads(self.events)
 
     def json(self, with_secret=False):
-        body = {"id": self.id, "url": self.url, "events": self.event_list(),
-                "created_at": rfc3339(self.created_at)}
+        body = {"id": self.id, "url": self.url, "events": self.event_list(), "created_at": rfc3339(self.created_at)}
         if with_secret:
             body["secret"] = self.secret
         return body

@@ -7,6 +7,7 @@ worker (webhooks_worker.py) claims due rows, sends them, and writes the
 outcome back here: the row is the durable record of the delivery, whatever
 happens to the task queue.
 """
+
 from db import db
 from models.webhook import rfc3339, utcnow
 
@@ -22,8 +23,12 @@ class WebhookDeliveryModel(db.Model):
     )
 
     id = db.Column(db.Integer, primary_key=True)
-    webhook_id = db.Column(db.Integer, db.ForeignKey("webhooks.id", name="fk_webhook_deliveries_webhook_id",
-                                                     ondelete="CASCADE"), nullable=False, index=True)
+    webhook_id = db.Column(
+        db.Integer,
+        db.ForeignKey("webhooks.id", name="fk_webhook_deliveries_webhook_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
     event = db.Column(db.String(40), nullable=False)
     # The Standard Webhooks `webhook-id`: one per event (shared by the
     # endpoints it goes to), the same on every retry so receivers can dedupe.

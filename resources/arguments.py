@@ -5,6 +5,7 @@ reqparse's default reads `request.json`, which answers 415 to a form body;
 `BodyArgument` reads one body dict instead: JSON or form-urlencoded, chosen by
 Content-Type, checked once per request.
 """
+
 import math
 import re
 import unicodedata
@@ -46,8 +47,9 @@ def request_body():
     elif not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
         data = {}
     else:
-        raise ApiError(415, "unsupported_media_type",
-                       "Send the body as application/json or application/x-www-form-urlencoded.")
+        raise ApiError(
+            415, "unsupported_media_type", "Send the body as application/json or application/x-www-form-urlencoded."
+        )
     g.body = data
     return data
 
@@ -71,6 +73,7 @@ def body_parser():
 
 # --- Field types: each raises ValueError with the message the client sees. ----
 
+
 def storable(value):
     """Text the database and the hasher can take: no NUL (PostgreSQL refuses
     it) and encodable as UTF-8 (JSON's "\\udc80" escape decodes to a lone
@@ -92,6 +95,7 @@ def text(min_length, max_length):
         if not min_length <= len(value) <= max_length:
             raise ValueError(f"Must be {min_length} to {max_length} characters long.")
         return value
+
     return parse
 
 
@@ -186,19 +190,19 @@ def item_name(value):
 
 # --- Paging ------------------------------------------------------------------
 
+
 def query_int(low, high):
     def parse(value):
         if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
             raise ValueError(f"Must be an integer from {low} to {high}.")
         return int(value)
+
     return parse
 
 
 paging_parser = reqparse.RequestParser(bundle_errors=True)
-paging_parser.add_argument("page", type=query_int(1, 10**9), default=1, location="args",
-                           help="{error_msg}")
-paging_parser.add_argument("per_page", type=query_int(1, 1000), default=100, location="args",
-                           help="{error_msg}")
+paging_parser.add_argument("page", type=query_int(1, 10**9), default=1, location="args", help="{error_msg}")
+paging_parser.add_argument("per_page", type=query_int(1, 1000), default=100, location="args", help="{error_msg}")
 
 
 def paging():

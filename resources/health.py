@@ -1,4 +1,5 @@
 """Health checks: liveness (the process serves) and readiness (its backing services answer)."""
+
 import logging
 
 from flask import current_app
@@ -24,9 +25,13 @@ class Ready(Resource):
             checks["redis"] = self._check("redis", rate_limits().ping)
         if all(state == "ok" for state in checks.values()):
             return {"status": "ok", **checks}, 200
-        return error_response(503, "service_unavailable", "A backing service is unavailable.",
-                              headers={"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])},
-                              **checks)
+        return error_response(
+            503,
+            "service_unavailable",
+            "A backing service is unavailable.",
+            headers={"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])},
+            **checks,
+        )
 
     @staticmethod
     def _check(name, probe):

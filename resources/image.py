@@ -13,6 +13,7 @@
   once; without Nginx, `send_file` (uWSGI's file wrapper uses sendfile()).
   From S3 the bytes are streamed through (README: "Item images").
 """
+
 from flask import current_app, request, send_file
 from flask_jwt_extended import jwt_required, verify_jwt_in_request
 from flask_restful import Resource
@@ -93,9 +94,11 @@ def uploaded_bytes():
         return multipart_image(limit)
     if request.mimetype in RAW_TYPES:
         return raw_image(limit)
-    raise ApiError(415, "unsupported_media_type",
-                   "Send the image as multipart/form-data (field 'image') or as a raw "
-                   "image/jpeg, image/png or image/webp body.")
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        "Send the image as multipart/form-data (field 'image') or as a raw image/jpeg, image/png or image/webp body.",
+    )
 
 
 # Built once: GET is the hot path, and the ORM query layer cost more than the
@@ -139,16 +142,14 @@ def serve_object(key, content_type):
             response.headers["X-Accel-Redirect"] = accel.rstrip("/") + "/" + store.relative_path(key)
             return response
         try:
-            return send_file(store.path(key), mimetype=content_type, conditional=False, etag=False,
-                             max_age=None)
+            return send_file(store.path(key), mimetype=content_type, conditional=False, etag=False, max_age=None)
         except FileNotFoundError:
             raise missing_object(key) from None
     try:
         chunks, length = store.stream(key)
     except FileNotFoundError:
         raise missing_object(key) from None
-    response = current_app.response_class(chunks, status=200, mimetype=content_type,
-                                          direct_passthrough=True)
+    response = current_app.response_class(chunks, status=200, mimetype=content_type, direct_passthrough=True)
     response.content_length = length
     return response
 

@@ -5,6 +5,7 @@ without one). Creating, changing, moving and deleting an item need the token
 of the owner of the store it is in (and of the store it moves to) or an
 admin's; creating needs a fresh token, whether by POST or by PUT.
 """
+
 from flask import current_app
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
@@ -25,8 +26,7 @@ item_parser.add_argument("price", type=arguments.price, required=True)
 item_parser.add_argument("store_id", type=arguments.positive_int, required=True)
 
 list_parser = arguments.paging_parser.copy()
-list_parser.add_argument("store_id", type=arguments.query_int(1, arguments.MAX_ID), location="args",
-                         help="{error_msg}")
+list_parser.add_argument("store_id", type=arguments.query_int(1, arguments.MAX_ID), location="args", help="{error_msg}")
 
 ITEM_NOT_FOUND = "Item not found."
 
@@ -90,9 +90,7 @@ def update_item(placement, data):
         check_item_quota(data["store_id"])
     values = {"price": data["price"], "store_id": data["store_id"]}
     updated = db.session.execute(
-        update(ItemModel)
-        .where(ItemModel.id == placement.id, ItemModel.store_id == placement.store_id)
-        .values(**values)
+        update(ItemModel).where(ItemModel.id == placement.id, ItemModel.store_id == placement.store_id).values(**values)
     ).rowcount
     if updated != 1:
         db.session.rollback()
@@ -164,5 +162,4 @@ class ItemList(Resource):
             items, total = ItemModel.page(page, per_page, *where)
             return arguments.paged("items", items, page, per_page, total)
         names, total = ItemModel.page(page, per_page, *where, names_only=True)
-        return arguments.paged("items", names, page, per_page, total,
-                               message="More data available if you log in.")
+        return arguments.paged("items", names, page, per_page, total, message="More data available if you log in.")

@@ -15,6 +15,7 @@ Ops: data_create / data_update upsert the item into the named store (made,
 with no owner, if missing); data_remove deletes the item; any other op 200.
 Every change records its webhook event like the API's own routes do.
 """
+
 import hashlib
 import hmac
 import json

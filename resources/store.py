@@ -3,6 +3,7 @@
 Anyone may read. Any user may create a store and becomes its owner; only the
 owner or an admin may delete it.
 """
+
 from flask import current_app
 from flask_jwt_extended import jwt_required
 from flask_restful import Resource

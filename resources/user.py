@@ -1,5 +1,6 @@
 """Users and their tokens: register, login, refresh, logout, one user by id,
 its password, and ending all of its sessions."""
+
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
 

@@ -1,19 +1,20 @@
 """Webhook subscriptions (admin only): create, list, read, delete, and each
 endpoint's deliveries with a manual retry. Sending is the worker's job
 (webhooks_worker.py); nothing here touches the network."""
+
 import json
 
 from flask import current_app
 from flask_restful import Resource
 from sqlalchemy import func, select, update
 
+import webhook_sender
 from db import db
 from errors import ApiError, not_found
 from models.webhook import EVENT_TYPES, WebhookModel, new_secret, utcnow
 from models.webhook_delivery import PENDING, WebhookDeliveryModel
 from resources import arguments
 from security import admin_required
-import webhook_sender
 
 WEBHOOK_NOT_FOUND = "Webhook not found."
 MAX_URL_LENGTH = 2048
@@ -63,8 +64,9 @@ class WebhookList(Resource):
     @admin_required
     def post(self):
         data = webhook_parser.parse_args()
-        webhook = WebhookModel(url=data["url"], events=json.dumps(data["events"]), secret=new_secret(),
-                               created_at=utcnow())
+        webhook = WebhookModel(
+            url=data["url"], events=json.dumps(data["events"]), secret=new_secret(), created_at=utcnow()
+        )
         db.session.add(webhook)
         db.session.commit()
         return webhook.json(with_secret=True), 201
@@ -99,11 +101,15 @@ class WebhookDeliveryList(Resource):
         page, per_page = arguments.paging()
         mine = WebhookDeliveryModel.webhook_id == webhook_id
         rows = db.session.execute(
-            select(WebhookDeliveryModel).where(mine).order_by(WebhookDeliveryModel.id)
-            .limit(per_page).offset((page - 1) * per_page)
+            select(WebhookDeliveryModel)
+            .where(mine)
+            .order_by(WebhookDeliveryModel.id)
+            .limit(per_page)
+            .offset((page - 1) * per_page)
         ).scalars()
-        return arguments.paged("deliveries", [d.json() for d in rows], page, per_page,
-                               count(WebhookDeliveryModel, mine))
+        return arguments.paged(
+            "deliveries", [d.json() for d in rows], page, per_page, count(WebhookDeliveryModel, mine)
+        )
 
 
 class WebhookDeliveryRetry(Resource):
@@ -115,8 +121,7 @@ class WebhookDeliveryRetry(Resource):
         retried = db.session.execute(
             update(WebhookDeliveryModel)
             .where(WebhookDeliveryModel.id == delivery_id, WebhookDeliveryModel.webhook_id == webhook_id)
-            .values(status=PENDING, next_attempt_at=now, window_started_at=now,
-                    claimed_until=None, claim_token=None)
+            .values(status=PENDING, next_attempt_at=now, window_started_at=now, claimed_until=None, claim_token=None)
         ).rowcount
         if not retried:
             db.session.rollback()

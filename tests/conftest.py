@@ -5,6 +5,7 @@ Every test that uses `app` runs twice: on SQLite and on PostgreSQL. The schema
 is built once per backend by the project's own migrations, and emptied before
 each test.
 """
+
 import os
 
 import pytest
@@ -19,6 +20,9 @@ from tests import services
 
 TABLES = ("webhook_deliveries", "webhooks", "jodoo_deliveries", "items", "stores", "revoked_sessions", "users")
 
+
+# Fixtures shared by several test modules, kept in their own files.
+pytest_plugins = ["tests.s3"]
 
 # `make test-fast` sets TEST_BACKENDS=sqlite: in-process tests on SQLite only.
 BACKENDS = os.environ.get("TEST_BACKENDS", "sqlite,postgresql").split(",")
@@ -71,14 +75,16 @@ def make_app(database_url, tmp_path):
 
 def build_app(database_url, **settings):
     """An app in the testing configuration on `database_url`."""
-    return create_app({
-        "APP_ENV": "testing",
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "JWT_SECRET_KEY": "test-secret-key-" + "x" * 48,
-        "REDIS_URL": None,
-        "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
-        **settings,
-    })
+    return create_app(
+        {
+            "APP_ENV": "testing",
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "JWT_SECRET_KEY": "test-secret-key-" + "x" * 48,
+            "REDIS_URL": None,
+            "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
+            **settings,
+        }
+    )
 
 
 def dispose(app):
@@ -125,8 +131,13 @@ class Users:
                 db.session.get(UserModel, user_id).is_admin = True
                 db.session.commit()
         tokens = self.login(username, password)
-        return {"id": user_id, "username": username, "password": password, **tokens,
-                "headers": bearer(tokens["access_token"])}
+        return {
+            "id": user_id,
+            "username": username,
+            "password": password,
+            **tokens,
+            "headers": bearer(tokens["access_token"]),
+        }
 
     def login(self, username, password="correct-horse"):
         response = self.client.post("/login", json={"username": username, "password": password})

@@ -4,6 +4,7 @@ Each function returns the bytes of one file. Nothing here is a mock: the
 good ones are encoded by Pillow's real encoders, the bad ones are what an
 attacker or a careless client really sends.
 """
+
 import io
 import struct
 import zlib
@@ -27,8 +28,10 @@ def gradient(size=(320, 200), mode="RGB"):
     image = Image.linear_gradient("L").resize(size)
     if mode == "L":
         return image
-    return Image.merge("RGB", (image, image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
-                               image.transpose(Image.Transpose.FLIP_TOP_BOTTOM))).convert(mode)
+    return Image.merge(
+        "RGB",
+        (image, image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)),
+    ).convert(mode)
 
 
 def jpeg(size=(320, 200)):
@@ -72,10 +75,12 @@ def webp():
 def noisy_png(size):
     """A PNG that barely compresses: about 3 bytes per pixel."""
     import os
+
     return encode(Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)), "PNG")
 
 
 # ---- hostile or unsupported -------------------------------------------------
+
 
 def truncated_jpeg():
     data = jpeg((800, 600))
@@ -83,8 +88,10 @@ def truncated_jpeg():
 
 
 def svg_with_script():
-    return (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
-            b'<script>alert(document.cookie)</script><rect width="10" height="10"/></svg>')
+    return (
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+        b'<script>alert(document.cookie)</script><rect width="10" height="10"/></svg>'
+    )
 
 
 def html_named_jpg():
@@ -108,10 +115,10 @@ def png_bomb(width=50_000, height=50_000):
     """A PNG declaring width x height pixels of black in a few KB: zlib squeezes
     the all-zero rows ~1000:1. Only the first rows are included, which is
     plenty: a decoder that trusted the header would allocate 7.5 GB first."""
+
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
     rows = zlib.compress((b"\x00" + b"\x00" * width * 3) * 20, 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows)
-            + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")

@@ -5,6 +5,7 @@
 
 The server runs in its own process group and is always stopped on exit.
 """
+
 import json
 import os
 import signal
@@ -42,8 +43,13 @@ def worker_requests(stats_port):
 
 def migrate(env):
     """Build the schema the way `make run` and Heroku's release phase do."""
-    subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "app", "db", "upgrade"],
-                   cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [str(Path(sys.executable).parent / "flask"), "--app", "app", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 class LiveServer:
@@ -77,7 +83,10 @@ class LiveServer:
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             [str(UWSGI), "--ini", "uwsgi.ini", *self.args],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -4,6 +4,7 @@ The outage tests must not stop the machine's shared servers (other tests and
 processes use them), so each starts its own on a free port, in a temporary
 folder, from the same installed binaries.
 """
+
 import glob
 import os
 import shutil
@@ -47,8 +48,19 @@ class PrivatePostgres:
 
     def start(self):
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        _as_postgres([_postgres_bin("pg_ctl"), "-D", self.data, "-o", options,
-                      "-l", os.path.join(self.dir, "log"), "-w", "start"])
+        _as_postgres(
+            [
+                _postgres_bin("pg_ctl"),
+                "-D",
+                self.data,
+                "-o",
+                options,
+                "-l",
+                os.path.join(self.dir, "log"),
+                "-w",
+                "start",
+            ]
+        )
 
     def stop(self):
         # "fast": what a crash or `systemctl stop postgresql` looks like to clients:
@@ -79,9 +91,24 @@ class PrivateRedis:
 
     def start(self):
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.dir,
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
         for _ in range(100):
             try:

@@ -6,6 +6,7 @@ Bucket names carry the run id (tests/services.RUN_ID), so concurrent runs
 never share a bucket. Off CI, a missing moto skips with the reason; with
 CI=true it fails (tests/services.unavailable).
 """
+
 import socket
 import uuid
 
@@ -40,9 +41,13 @@ def s3_endpoint():
 
 def s3_settings(endpoint, bucket, prefix="images"):
     """The app settings that point image storage at `bucket` on `endpoint`."""
-    return {"IMAGE_STORAGE": f"s3://{bucket}/{prefix}", "S3_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_DEFAULT_REGION": REGION}
+    return {
+        "IMAGE_STORAGE": f"s3://{bucket}/{prefix}",
+        "S3_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+    }
 
 
 @pytest.fixture
@@ -51,7 +56,8 @@ def s3_bucket(s3_endpoint):
     from storage import make_s3_client
 
     bucket = f"stores-test-{services.RUN_ID}-{uuid.uuid4().hex[:8]}"
-    client = make_s3_client(endpoint_url=s3_endpoint, region=REGION, access_key_id=ACCESS_KEY,
-                            secret_access_key=SECRET_KEY)
+    client = make_s3_client(
+        endpoint_url=s3_endpoint, region=REGION, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY
+    )
     client.create_bucket(Bucket=bucket)
     return bucket

@@ -3,6 +3,7 @@
 Off CI a missing server skips the tests that need it, with the reason; under
 CI=true it fails them, so CI can never pass with those tests unexecuted.
 """
+
 import os
 import uuid
 
@@ -61,8 +62,9 @@ def fresh_redis(url=REDIS_URL, prefix=REDIS_KEY_PREFIX):
 
 def _admin_engine():
     admin_url = POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
-    return admin_url, sqlalchemy.create_engine(database_url(admin_url), isolation_level="AUTOCOMMIT",
-                                               connect_args={"connect_timeout": 3})
+    return admin_url, sqlalchemy.create_engine(
+        database_url(admin_url), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
 
 
 def scratch_database(name):
@@ -95,4 +97,3 @@ def drop_scratch_databases():
         pass  # the server went away; nothing left to clean
     finally:
         engine.dispose()
-

@@ -1,5 +1,6 @@
 """What a hostile client tried, and the answer each now gets (in process;
 the server and Nginx side is in tests/e2e and tests/test_reliability.py)."""
+
 import unicodedata
 from urllib.parse import quote
 
@@ -29,7 +30,7 @@ def test_store_answers_embed_a_bounded_number_of_items(make_app):
     rest = client.get(f"/items?store_id={store['id']}&page=2&per_page=3", headers=user["headers"])
     assert [i["name"] for i in rest.get_json()["items"]] == ["i3", "i4"]
     assert rest.get_json()["total"] == 5
-    assert 'store_id=' in rest.headers["Link"] and 'rel="prev"' in rest.headers["Link"]
+    assert "store_id=" in rest.headers["Link"] and 'rel="prev"' in rest.headers["Link"]
     anonymous = client.get(f"/items?store_id={store['id']}").get_json()
     assert anonymous["items"] == [f"i{n}" for n in range(5)]
 
@@ -59,8 +60,9 @@ def test_names_are_normalised_to_nfc(client, headers):
     assert again.status_code == 409
 
 
-@pytest.mark.parametrize("name", ["chair\u200b", "\ufeffchair", "ch\u202eriah", "a\u2066b", "soft\u00adhyphen",
-                                  "bell\x07"])
+@pytest.mark.parametrize(
+    "name", ["chair\u200b", "\ufeffchair", "ch\u202eriah", "a\u2066b", "soft\u00adhyphen", "bell\x07"]
+)
 def test_invisible_and_direction_characters_are_refused(client, headers, name):
     response = client.post("/store/" + quote(name), headers=headers)
     assert response.status_code == 400 and set(response.get_json()["errors"]) == {"name"}
@@ -105,15 +107,15 @@ def test_registration_is_limited_per_address_and_taken_names_count(make_app):
     here = {"REMOTE_ADDR": "10.1.1.1"}
 
     def register(name):
-        return client.post("/register", json={"username": name, "password": "password1"},
-                           environ_base=here).status_code
+        return client.post("/register", json={"username": name, "password": "password1"}, environ_base=here).status_code
 
     assert [register("taken"), register("taken"), register("fresh")] == [201, 409, 201]
     # Probing names costs the same budget as creating accounts.
     refused = client.post("/register", json={"username": "taken", "password": "password1"}, environ_base=here)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
-    other = client.post("/register", json={"username": "other", "password": "password1"},
-                        environ_base={"REMOTE_ADDR": "10.1.1.2"})
+    other = client.post(
+        "/register", json={"username": "other", "password": "password1"}, environ_base={"REMOTE_ADDR": "10.1.1.2"}
+    )
     assert other.status_code == 201
 
 

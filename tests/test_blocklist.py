@@ -6,6 +6,7 @@ acts only for the account it was issued to, even after a restore or a reset
 hands its id to another account. The database holds these records; a Redis
 that is emptied, or holds keys of an earlier database, changes no answer.
 """
+
 import shutil
 import subprocess
 import uuid
@@ -94,8 +95,10 @@ def forged_tokens(app, user_id, **claims):
     an old database's login would have made them."""
     session = {"sid": uuid.uuid4().hex, "acct": uuid.uuid4().hex, "gen": 0, **claims}
     with app.app_context():
-        return (create_access_token(str(user_id), fresh=True, additional_claims={**session, "is_admin": False}),
-                create_refresh_token(str(user_id), additional_claims=session))
+        return (
+            create_access_token(str(user_id), fresh=True, additional_claims={**session, "is_admin": False}),
+            create_refresh_token(str(user_id), additional_claims=session),
+        )
 
 
 def test_token_of_a_user_that_never_existed_is_refused(app, client):
@@ -116,14 +119,19 @@ def reset_users_to(app, keep_ids):
     rewound so the next account gets a freed id again."""
     with app.app_context():
         conn = db.session.connection()
-        conn.execute(sqlalchemy.text("DELETE FROM users WHERE id NOT IN :ids")
-                     .bindparams(sqlalchemy.bindparam("ids", expanding=True)), {"ids": keep_ids})
+        conn.execute(
+            sqlalchemy.text("DELETE FROM users WHERE id NOT IN :ids").bindparams(
+                sqlalchemy.bindparam("ids", expanding=True)
+            ),
+            {"ids": keep_ids},
+        )
         next_id = max(keep_ids) + 1
         if db.engine.dialect.name == "postgresql":
             conn.execute(sqlalchemy.text(f"ALTER SEQUENCE users_id_seq RESTART WITH {next_id}"))
         else:
-            conn.execute(sqlalchemy.text("UPDATE sqlite_sequence SET seq = :seq WHERE name = 'users'"),
-                         {"seq": next_id - 1})
+            conn.execute(
+                sqlalchemy.text("UPDATE sqlite_sequence SET seq = :seq WHERE name = 'users'"), {"seq": next_id - 1}
+            )
         db.session.commit()
 
 
@@ -151,6 +159,7 @@ def test_database_store_drops_expired_entries(app, client, users):
 
 
 # --- Redis emptied, or holding an earlier database's keys ---------------------------
+
 
 def test_redis_emptied_changes_no_answer(make_app, redis_url):
     app = make_app(REDIS_URL=redis_url)
@@ -183,6 +192,7 @@ def test_leftover_redis_keys_do_not_refuse_a_new_account(make_app, redis_url):
 
 # --- Ending every session ---------------------------------------------------------
 
+
 def assert_all_revoked(client, user, refreshed):
     for headers, method, path in [
         (user["headers"], "get", "/items"),
@@ -196,8 +206,11 @@ def test_password_change_ends_every_session(client, users):
     user = users.create(password="old-password")
     other = users.login(user["username"], "old-password")
     refreshed = users.refreshed_headers(user)
-    response = client.put(f"/user/{user['id']}/password", headers=user["headers"],
-                          json={"current_password": "old-password", "new_password": "new-password"})
+    response = client.put(
+        f"/user/{user['id']}/password",
+        headers=user["headers"],
+        json={"current_password": "old-password", "new_password": "new-password"},
+    )
     assert response.status_code == 200 and response.get_json() == {"message": "Password changed."}
     assert_all_revoked(client, user, refreshed)
     assert error_of(client.get("/items", headers=bearer(other["access_token"]))) == "token_revoked"
@@ -210,10 +223,13 @@ def test_password_change_rules(client, users):
     user = users.create(password="old-password")
     other = users.create(admin=True)
     path = f"/user/{user['id']}/password"
-    wrong = client.put(path, headers=user["headers"],
-                       json={"current_password": "not-it-at-all", "new_password": "new-password"})
+    wrong = client.put(
+        path, headers=user["headers"], json={"current_password": "not-it-at-all", "new_password": "new-password"}
+    )
     assert wrong.status_code == 401 and wrong.get_json()["error"] == "invalid_credentials"
-    short = client.put(path, headers=user["headers"], json={"current_password": "old-password", "new_password": "short"})
+    short = client.put(
+        path, headers=user["headers"], json={"current_password": "old-password", "new_password": "short"}
+    )
     assert short.status_code == 400 and set(short.get_json()["errors"]) == {"new_password"}
     body = {"current_password": "old-password", "new_password": "new-password"}
     # Only that user: not even an admin sets another user's password.
@@ -227,8 +243,9 @@ def test_wrong_current_password_is_rate_limited_like_login(make_app):
     user = Users(app, client).create(password="old-password")
     path, wrong = f"/user/{user['id']}/password", {"current_password": "guess-guess", "new_password": "new-password"}
     elsewhere = {"REMOTE_ADDR": "10.0.0.7"}
-    statuses = [client.put(path, headers=user["headers"], json=wrong, environ_base=elsewhere).status_code
-                for _ in range(5)]
+    statuses = [
+        client.put(path, headers=user["headers"], json=wrong, environ_base=elsewhere).status_code for _ in range(5)
+    ]
     assert statuses[:3] == [401, 401, 401] and statuses[3:] == [429, 429]
 
 
@@ -272,6 +289,7 @@ def test_older_hashes_are_rehashed_at_login(make_app):
 
 # --- A real restore ------------------------------------------------------------------
 
+
 @pytest.mark.postgres
 def test_pg_dump_restore_reuses_an_id_and_old_tokens_die(blocklist_settings):
     """pg_dump; register C and log in; restore the dump; register D, who gets
@@ -289,14 +307,16 @@ def test_pg_dump_restore_reuses_an_id_and_old_tokens_die(blocklist_settings):
     users = Users(app, client)
     users.create("alice")
     plain_url = str(sqlalchemy.engine.make_url(sqlalchemy_url(url)).set(drivername="postgresql"))
-    dump = subprocess.run(["pg_dump", "--clean", "--if-exists", plain_url],
-                          check=True, capture_output=True, text=True).stdout
+    dump = subprocess.run(
+        ["pg_dump", "--clean", "--if-exists", plain_url], check=True, capture_output=True, text=True
+    ).stdout
     carol = users.create("carol")
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
-    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", plain_url], input=dump,
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        ["psql", "-q", "-v", "ON_ERROR_STOP=1", plain_url], input=dump, check=True, capture_output=True, text=True
+    )
     dave = users.create("dave")
     assert dave["id"] == carol["id"]
     assert error_of(client.get(f"/user/{dave['id']}", headers=carol["headers"])) == "invalid_token"

@@ -1,4 +1,5 @@
 """Configuration: database URLs, secrets, and production's refusals."""
+
 import pytest
 
 from app import create_app
@@ -49,6 +50,7 @@ def test_trusted_proxy_gives_the_client_address(make_app):
     @app.get("/whoami")
     def whoami():
         from flask import request
+
         return {"addr": request.remote_addr}
 
     response = app.test_client().get("/whoami", headers={"X-Forwarded-For": "203.0.113.7"})
@@ -61,6 +63,7 @@ def test_forwarded_for_ignored_without_trusted_proxy(make_app):
     @app.get("/whoami")
     def whoami():
         from flask import request
+
         return {"addr": request.remote_addr}
 
     response = app.test_client().get("/whoami", headers={"X-Forwarded-For": "203.0.113.7"})
@@ -69,6 +72,7 @@ def test_forwarded_for_ignored_without_trusted_proxy(make_app):
 
 def test_heroku_redis_tls_option():
     from config import redis_options
+
     assert redis_options({"REDIS_URL": "rediss://h:6380", "REDIS_TLS_VERIFY": False}) == {"ssl_cert_reqs": None}
     assert redis_options({"REDIS_URL": "rediss://h:6380", "REDIS_TLS_VERIFY": True}) == {}
     assert redis_options({"REDIS_URL": "redis://h:6379", "REDIS_TLS_VERIFY": False}) == {}

@@ -1,4 +1,5 @@
 """Every error is the contract's JSON envelope, including Flask's own and crashes."""
+
 import pytest
 
 
@@ -83,10 +84,8 @@ def test_database_outage_is_503_not_500(make_app):
 def test_redis_outage_fails_closed(make_app, users):
     client = make_app(REDIS_URL="redis://127.0.0.1:1/0").test_client()
     # Login and register need the rate limits' storage: fail closed, 503.
-    envelope(client.post("/register", json={"username": "alice", "password": "password1"}), 503,
-             "service_unavailable")
-    envelope(client.post("/login", json={"username": "alice", "password": "password1"}), 503,
-             "service_unavailable")
+    envelope(client.post("/register", json={"username": "alice", "password": "password1"}), 503, "service_unavailable")
+    envelope(client.post("/login", json={"username": "alice", "password": "password1"}), 503, "service_unavailable")
     # Tokens are checked against the database, never against Redis alone.
     user = users.create()
     assert client.get("/item/x", headers=user["headers"]).status_code == 404

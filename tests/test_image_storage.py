@@ -4,12 +4,13 @@ on disk, and moto's standalone S3 server reached by the real boto3 client.
 Each test runs on both: they must behave the same, since item_images.py
 only ever talks to the interface.
 """
+
 import time
 
 import pytest
 
 from storage import FileStorage, S3Storage, StorageUnavailable, check_key, make_storage, parse_location
-from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, s3_bucket, s3_endpoint, s3_settings  # noqa: F401
+from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, s3_settings
 
 KEY = "a" * 64 + "-0123456789abcdef.jpg"
 THUMB = "a" * 64 + "-0123456789abcdef.thumb.jpg"
@@ -57,8 +58,10 @@ def test_stream_of_a_missing_object_is_file_not_found(store):
         b"".join(chunks)
 
 
-@pytest.mark.parametrize("bad", ["../../etc/passwd", "x.jpg", "A" * 64 + "-0123456789abcdef.jpg",
-                                 KEY + "/../x", KEY.replace(".jpg", ".svg"), ""])
+@pytest.mark.parametrize(
+    "bad",
+    ["../../etc/passwd", "x.jpg", "A" * 64 + "-0123456789abcdef.jpg", KEY + "/../x", KEY.replace(".jpg", ".svg"), ""],
+)
 def test_only_server_made_keys_are_accepted(store, bad):
     with pytest.raises(ValueError):
         store.put(bad, b"x", "image/jpeg")
@@ -90,9 +93,16 @@ def test_an_unreachable_s3_is_503(tmp_path):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    store = make_storage({"IMAGE_STORAGE": "s3://nowhere/x", "S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-                          "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-                          "AWS_DEFAULT_REGION": REGION}, str(tmp_path))
+    store = make_storage(
+        {
+            "IMAGE_STORAGE": "s3://nowhere/x",
+            "S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+        },
+        str(tmp_path),
+    )
     with pytest.raises(StorageUnavailable) as caught:
         store.put(KEY, b"x", "image/jpeg")
     assert caught.value.status == 503
@@ -107,26 +117,37 @@ def test_an_unreachable_s3_answers_503_through_the_api(make_app, tmp_path, users
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = make_app(IMAGE_STORAGE="s3://nowhere/x", S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-                   AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+    app = make_app(
+        IMAGE_STORAGE="s3://nowhere/x",
+        S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+    )
     client = app.test_client()
     users.client = client
     user = users.create("s3user")
     store_id = client.post("/store/shop", headers=user["headers"]).get_json()["id"]
     client.post("/item/chair", json={"price": 1, "store_id": store_id}, headers=user["headers"])
-    response = client.put("/item/chair/image", headers=user["headers"], content_type="multipart/form-data",
-                          data={"image": (io.BytesIO(samples.jpeg()), "a.jpg")})
+    response = client.put(
+        "/item/chair/image",
+        headers=user["headers"],
+        content_type="multipart/form-data",
+        data={"image": (io.BytesIO(samples.jpeg()), "a.jpg")},
+    )
     assert (response.status_code, response.get_json()["error"]) == (503, "service_unavailable")
     assert response.headers["Retry-After"] == "5"
     assert client.get("/item/chair", headers=user["headers"]).get_json()["image_url"] is None
 
 
-@pytest.mark.parametrize("location, expected", [
-    (None, ("file", "/inst/images")),
-    ("file:///srv/images", ("file", "/srv/images")),
-    ("s3://bucket", ("s3", ("bucket", ""))),
-    ("s3://bucket/pre/fix", ("s3", ("bucket", "/pre/fix"))),
-])
+@pytest.mark.parametrize(
+    "location, expected",
+    [
+        (None, ("file", "/inst/images")),
+        ("file:///srv/images", ("file", "/srv/images")),
+        ("s3://bucket", ("s3", ("bucket", ""))),
+        ("s3://bucket/pre/fix", ("s3", ("bucket", "/pre/fix"))),
+    ],
+)
 def test_image_storage_setting(location, expected):
     assert parse_location(location, "/inst") == expected
 
@@ -152,8 +173,14 @@ def test_migration_0003_round_trip_keeps_autoincrement(tmp_path):
     from app import create_app
 
     path = tmp_path / "migrations.db"
-    app = create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
-                      "JWT_SECRET_KEY": "x" * 64, "IMAGE_STORAGE": f"file://{tmp_path / 'images'}"})
+    app = create_app(
+        {
+            "APP_ENV": "testing",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+            "JWT_SECRET_KEY": "x" * 64,
+            "IMAGE_STORAGE": f"file://{tmp_path / 'images'}",
+        }
+    )
 
     def items_sql():
         with sqlite3.connect(path) as conn:

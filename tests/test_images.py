@@ -6,6 +6,7 @@ test's tmp_path, or a bucket on moto's S3 server) and read back. The lifecycle
 tests run on both backends and, like every test using `app`, on SQLite and
 PostgreSQL.
 """
+
 import io
 import threading
 import time
@@ -17,10 +18,10 @@ import item_images
 from db import db
 from models.item import ItemModel
 from tests import image_samples as samples
-from tests.s3 import s3_bucket, s3_endpoint, s3_settings  # noqa: F401  (fixtures)
-
+from tests.s3 import s3_settings
 
 # ---------------------------------------------------------------- fixtures ---
+
 
 @pytest.fixture(params=["file", "s3"])
 def backend(request, tmp_path):
@@ -45,8 +46,7 @@ def user(owner):
 
 @pytest.fixture
 def item(client, store, user):
-    response = client.post("/item/chair", json={"price": 12.5, "store_id": store["id"]},
-                           headers=user["headers"])
+    response = client.post("/item/chair", json={"price": 12.5, "store_id": store["id"]}, headers=user["headers"])
     assert response.status_code == 201, response.get_json()
     return response.get_json()
 
@@ -58,8 +58,12 @@ def objects(app):
 
 def upload(client, name, data, headers, filename="photo.jpg", content_type="image/jpeg"):
     """PUT the bytes as the multipart field `image`, as a browser form does."""
-    return client.put(f"/item/{name}/image", headers=headers, content_type="multipart/form-data",
-                      data={"image": (io.BytesIO(data), filename, content_type)})
+    return client.put(
+        f"/item/{name}/image",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"image": (io.BytesIO(data), filename, content_type)},
+    )
 
 
 def upload_raw(client, name, data, headers, content_type="image/jpeg"):
@@ -72,9 +76,11 @@ def opened(response):
 
 # ------------------------------------------------------------------ routes ---
 
+
 def test_item_a_slash_b_image_is_the_image_of_item_a_slash_b(client, store, user):
-    assert client.post("/item/a/b", json={"price": 1, "store_id": store["id"]},
-                       headers=user["headers"]).status_code == 201
+    assert (
+        client.post("/item/a/b", json={"price": 1, "store_id": store["id"]}, headers=user["headers"]).status_code == 201
+    )
     response = upload(client, "a/b", samples.jpeg(), user["headers"])
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
@@ -90,8 +96,9 @@ def test_item_a_slash_b_image_is_the_image_of_item_a_slash_b(client, store, user
 @pytest.mark.parametrize("method", ["post", "put"])
 def test_an_item_name_ending_in_slash_image_is_a_validation_error_on_name(client, store, user, method):
     # "/item/x%2Fimage%20" is no image route (a trailing space), but trims to "x/image".
-    response = getattr(client, method)("/item/x%2Fimage%20", json={"price": 1, "store_id": store["id"]},
-                                       headers=user["headers"])
+    response = getattr(client, method)(
+        "/item/x%2Fimage%20", json={"price": 1, "store_id": store["id"]}, headers=user["headers"]
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "validation_error"
     assert list(response.get_json()["errors"]) == ["name"]
@@ -100,8 +107,7 @@ def test_an_item_name_ending_in_slash_image_is_a_validation_error_on_name(client
 def test_post_to_an_image_path_creates_no_item(client, store, user):
     # The item route never takes a name ending in /image: POST is the image
     # route's, which has none.
-    response = client.post("/item/chair/image", json={"price": 1, "store_id": store["id"]},
-                           headers=user["headers"])
+    response = client.post("/item/chair/image", json={"price": 1, "store_id": store["id"]}, headers=user["headers"])
     assert (response.status_code, response.get_json()["error"]) == (405, "method_not_allowed")
     assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 
@@ -115,6 +121,7 @@ def test_items_have_image_url_null_without_an_image(client, item, user, store):
 
 
 # ------------------------------------------------------- good uploads ------
+
 
 def test_jpeg_upload_drops_exif_and_gps(client, item, user, app):
     original = samples.jpeg_with_gps()
@@ -132,8 +139,17 @@ def test_jpeg_upload_drops_exif_and_gps(client, item, user, app):
 
 
 def test_png_keeps_its_transparency(client, item, user):
-    assert upload(client, "chair", samples.png_with_transparency(), user["headers"],
-                  filename="x.png", content_type="image/png").status_code == 200
+    assert (
+        upload(
+            client,
+            "chair",
+            samples.png_with_transparency(),
+            user["headers"],
+            filename="x.png",
+            content_type="image/png",
+        ).status_code
+        == 200
+    )
     image = opened(client.get("/item/chair/image"))
     assert image.format == "PNG" and image.mode == "RGBA"
     assert image.getpixel((10, 10))[3] == 0
@@ -163,16 +179,21 @@ def test_exif_orientation_is_applied(client, item, user):
 
 
 def test_the_format_is_decided_by_the_bytes_not_the_declared_type(client, item, user):
-    response = upload(client, "chair", samples.png_with_transparency(), user["headers"],
-                      filename="innocent.jpg", content_type="image/jpeg")
+    response = upload(
+        client,
+        "chair",
+        samples.png_with_transparency(),
+        user["headers"],
+        filename="innocent.jpg",
+        content_type="image/jpeg",
+    )
     assert response.status_code == 200
     got = client.get("/item/chair/image")
     assert got.mimetype == "image/png" and opened(got).format == "PNG"
 
 
 def test_client_file_name_never_reaches_storage(client, item, user, app):
-    assert upload(client, "chair", samples.jpeg(), user["headers"],
-                  filename="../../etc/passwd.jpg").status_code == 200
+    assert upload(client, "chair", samples.jpeg(), user["headers"], filename="../../etc/passwd.jpg").status_code == 200
     for key in objects(app):
         assert "passwd" not in key and ".." not in key
 
@@ -193,8 +214,9 @@ HOSTILE = [
 
 @pytest.mark.parametrize("label, make, filename, status, error", HOSTILE, ids=[h[0] for h in HOSTILE])
 @pytest.mark.parametrize("as_multipart", [True, False], ids=["multipart", "raw"])
-def test_hostile_files_get_their_answer_and_store_nothing(client, item, user, app, label, make, filename,
-                                                          status, error, as_multipart):
+def test_hostile_files_get_their_answer_and_store_nothing(
+    client, item, user, app, label, make, filename, status, error, as_multipart
+):
     data = make()
     if as_multipart:
         response = upload(client, "chair", data, user["headers"], filename=filename)
@@ -213,28 +235,34 @@ def test_the_pixel_limit_is_checked_before_decoding(client, item, user, make_app
 
 
 def test_no_file_is_a_validation_error(client, item, user):
-    response = client.put("/item/chair/image", headers=user["headers"], content_type="multipart/form-data",
-                          data={"picture": (io.BytesIO(samples.jpeg()), "a.jpg")})
+    response = client.put(
+        "/item/chair/image",
+        headers=user["headers"],
+        content_type="multipart/form-data",
+        data={"picture": (io.BytesIO(samples.jpeg()), "a.jpg")},
+    )
     assert response.status_code == 400
     assert response.get_json()["errors"] == {"image": "Send exactly one file in the multipart field 'image'."}
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain", "image/gif", "application/octet-stream"])
 def test_other_body_types_are_unsupported(client, item, user, content_type):
-    response = client.put("/item/chair/image", headers=user["headers"], data=samples.jpeg(),
-                          content_type=content_type)
+    response = client.put("/item/chair/image", headers=user["headers"], data=samples.jpeg(), content_type=content_type)
     assert (response.status_code, response.get_json()["error"]) == (415, "unsupported_media_type")
 
 
 def test_over_image_max_bytes_is_413_and_stores_nothing(make_app, tmp_path, store, user, client):
     limited = make_app(IMAGE_STORAGE=f"file://{tmp_path / 'limited'}", IMAGE_MAX_BYTES=100_000)
     http = limited.test_client()
-    assert http.post("/item/chair", json={"price": 1, "store_id": store["id"]},
-                     headers=user["headers"]).status_code == 201
+    assert (
+        http.post("/item/chair", json={"price": 1, "store_id": store["id"]}, headers=user["headers"]).status_code == 201
+    )
     big = samples.noisy_png((200, 200))  # ~120 KB
     assert len(big) > 100_000
-    for response in (upload(http, "chair", big, user["headers"], content_type="image/png"),
-                     upload_raw(http, "chair", big, user["headers"], "image/png")):
+    for response in (
+        upload(http, "chair", big, user["headers"], content_type="image/png"),
+        upload_raw(http, "chair", big, user["headers"], "image/png"),
+    ):
         assert (response.status_code, response.get_json()["error"]) == (413, "payload_too_large")
     assert objects(limited) == []
     # Just under the limit is fine, though far over the global MAX_CONTENT_LENGTH (64 KB).
@@ -244,12 +272,14 @@ def test_over_image_max_bytes_is_413_and_stores_nothing(make_app, tmp_path, stor
 
 
 def test_other_routes_keep_the_global_body_limit(client, item, user):
-    response = client.put("/item/chair", data=b"{" + b" " * 70_000 + b"}", content_type="application/json",
-                          headers=user["headers"])
+    response = client.put(
+        "/item/chair", data=b"{" + b" " * 70_000 + b"}", content_type="application/json", headers=user["headers"]
+    )
     assert response.status_code == 413
 
 
 # ------------------------------------------------------------ serving ------
+
 
 def test_get_sends_etag_cache_control_and_answers_304(client, item, user):
     body = upload(client, "chair", samples.jpeg(), user["headers"]).get_json()
@@ -310,6 +340,7 @@ def test_behind_nginx_the_file_is_left_to_x_accel_redirect(make_app, tmp_path, s
 
 # --------------------------------------------------------------- auth ------
 
+
 def test_put_and_delete_need_an_access_token(client, item):
     assert upload(client, "chair", samples.jpeg(), {}).status_code == 401
     assert client.delete("/item/chair/image").status_code == 401
@@ -340,6 +371,7 @@ def test_an_admin_may_change_any_items_image(client, item, users):
 
 # ------------------------------------------------ lifecycle (both backends) --
 
+
 @pytest.fixture
 def stored_app(make_app, backend):
     return make_app(**backend)
@@ -348,8 +380,10 @@ def stored_app(make_app, backend):
 @pytest.fixture
 def http(stored_app, store, user):
     client = stored_app.test_client()
-    assert client.post("/item/chair", json={"price": 1, "store_id": store["id"]},
-                       headers=user["headers"]).status_code == 201
+    assert (
+        client.post("/item/chair", json={"price": 1, "store_id": store["id"]}, headers=user["headers"]).status_code
+        == 201
+    )
     return client
 
 
@@ -434,8 +468,10 @@ def test_concurrent_uploads_leave_one_image_and_no_orphan(stored_app, http, user
         barrier.wait()
         results.append(upload(client, "chair", data, user["headers"]).status_code)
 
-    threads = [threading.Thread(target=put, args=(data,))
-               for data in (samples.jpeg(), samples.webp(), samples.cmyk_jpeg(), samples.jpeg((64, 64)))]
+    threads = [
+        threading.Thread(target=put, args=(data,))
+        for data in (samples.jpeg(), samples.webp(), samples.cmyk_jpeg(), samples.jpeg((64, 64)))
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -460,6 +496,7 @@ def test_an_upload_for_an_item_deleted_meanwhile_removes_its_objects(http, store
 
 
 # --------------------------------------------------------------- sweep -----
+
 
 def test_sweep_removes_only_old_unreferenced_objects(http, stored_app, user):
     from images import process

@@ -1,4 +1,5 @@
 """Items: create (fresh token), read, create-or-update, delete (admin), list, and price rules."""
+
 import pytest
 
 
@@ -15,8 +16,7 @@ def post_item(client, headers, name="chair", **body):
 def test_create_and_get_item(client, headers, store):
     response = post_item(client, headers, price=12.99, store_id=store["id"])
     assert response.status_code == 201
-    assert response.get_json() == {"id": 1, "name": "chair", "price": 12.99, "store_id": store["id"],
-                                   "image_url": None}
+    assert response.get_json() == {"id": 1, "name": "chair", "price": 12.99, "store_id": store["id"], "image_url": None}
     assert client.get("/item/chair", headers=headers).get_json() == response.get_json()
 
 
@@ -45,10 +45,23 @@ def test_create_item_from_form_body(client, headers, store):
     assert response.get_json()["price"] == 7.5
 
 
-@pytest.mark.parametrize("price", [
-    float("nan"), float("inf"), float("-inf"), -0.01, 12.999, 10_000_000, 1e20, True, "12.99", None,
-    [1], {"a": 1},
-])
+@pytest.mark.parametrize(
+    "price",
+    [
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+        -0.01,
+        12.999,
+        10_000_000,
+        1e20,
+        True,
+        "12.99",
+        None,
+        [1],
+        {"a": 1},
+    ],
+)
 def test_bad_prices_are_rejected(client, headers, store, price):
     response = post_item(client, headers, price=price, store_id=store["id"])
     assert response.status_code == 400
@@ -71,8 +84,9 @@ def test_bad_form_prices_are_rejected(client, headers, store, form_price):
     assert "price" in response.get_json()["errors"]
 
 
-@pytest.mark.parametrize("price, stored", [(0, 0), (0.1, 0.1), (12.99, 12.99), (9999999.99, 9999999.99),
-                                           (12.5, 12.5), (3, 3)])
+@pytest.mark.parametrize(
+    "price, stored", [(0, 0), (0.1, 0.1), (12.99, 12.99), (9999999.99, 9999999.99), (12.5, 12.5), (3, 3)]
+)
 def test_good_prices_round_trip_exactly(client, headers, store, price, stored):
     response = post_item(client, headers, price=price, store_id=store["id"])
     assert response.status_code == 201
@@ -111,8 +125,13 @@ def test_put_creates_then_updates(client, headers, store):
     other = client.post("/store/other", headers=headers).get_json()
     updated = client.put("/item/desk", headers=headers, json={"price": 6.5, "store_id": other["id"]})
     assert updated.status_code == 200
-    assert updated.get_json() == {"id": created.get_json()["id"], "name": "desk", "price": 6.5,
-                                  "store_id": other["id"], "image_url": None}
+    assert updated.get_json() == {
+        "id": created.get_json()["id"],
+        "name": "desk",
+        "price": 6.5,
+        "store_id": other["id"],
+        "image_url": None,
+    }
 
 
 def test_put_needs_a_fresh_token_only_to_create(client, users, owner, store):
@@ -145,14 +164,22 @@ def test_item_list_with_token_and_paging(client, headers, store):
     for n in range(3):
         post_item(client, headers, name=f"i{n}", price=n, store_id=store["id"])
     body = client.get("/items?per_page=2&page=2", headers=headers).get_json()
-    assert body == {"items": [{"id": 3, "name": "i2", "price": 2, "store_id": store["id"],
-                               "image_url": None}],
-                    "page": 2, "per_page": 2, "total": 3}
+    assert body == {
+        "items": [{"id": 3, "name": "i2", "price": 2, "store_id": store["id"], "image_url": None}],
+        "page": 2,
+        "per_page": 2,
+        "total": 3,
+    }
 
 
 def test_item_list_without_token(client, headers, store):
     post_item(client, headers, name="a", price=1, store_id=store["id"])
     response = client.get("/items?per_page=1")
-    assert response.get_json() == {"items": ["a"], "message": "More data available if you log in.",
-                                   "page": 1, "per_page": 1, "total": 1}
+    assert response.get_json() == {
+        "items": ["a"],
+        "message": "More data available if you log in.",
+        "page": 1,
+        "per_page": 1,
+        "total": 1,
+    }
     assert "Link" not in response.headers

@@ -4,6 +4,7 @@ The push is signed here exactly as Jodoo signs it: hex SHA-1 of
 "<nonce>:<raw body>:<secret>:<timestamp>". The concurrent-copies test runs
 against the real server (two uWSGI workers) in tests/test_webhooks_live.py.
 """
+
 import hashlib
 import json
 import time
@@ -33,14 +34,19 @@ def sign(body, nonce="abc123", timestamp=None, secret=SECRET):
 def push(client, op, data, deliver_id="d-1", **signing):
     body = json.dumps({"op": op, "data": data})
     url, signature = sign(body, **signing)
-    return client.post(url, data=body, content_type="application/json",
-                       headers={"X-JDY-Signature": signature, "X-JDY-DeliverId": deliver_id})
+    return client.post(
+        url,
+        data=body,
+        content_type="application/json",
+        headers={"X-JDY-Signature": signature, "X-JDY-DeliverId": deliver_id},
+    )
 
 
 def items(app):
     with app.app_context():
-        rows = db.session.execute(select(ItemModel.name, ItemModel.price, StoreModel.name, StoreModel.id)
-                                  .join(StoreModel)).all()
+        rows = db.session.execute(
+            select(ItemModel.name, ItemModel.price, StoreModel.name, StoreModel.id).join(StoreModel)
+        ).all()
         db.session.remove()
         return [tuple(row) for row in rows]
 
@@ -61,8 +67,9 @@ def test_update_upserts_and_remove_deletes(app, client):
 
 
 def test_field_map_names_the_jodoo_fields(make_app):
-    app = make_app(JODOO_WEBHOOK_SECRET=SECRET,
-                   JODOO_FIELD_MAP='{"name": "_widget_1", "price": "_widget_2", "store": "_widget_3"}')
+    app = make_app(
+        JODOO_WEBHOOK_SECRET=SECRET, JODOO_FIELD_MAP='{"name": "_widget_1", "price": "_widget_2", "store": "_widget_3"}'
+    )
     client = app.test_client()
     response = push(client, "data_create", {"_widget_1": "lamp", "_widget_2": 3, "_widget_3": "s"})
     assert response.status_code == 200
@@ -94,15 +101,18 @@ def test_same_deliver_id_twice_has_one_effect(app, client):
     assert items(app) == []
 
 
-@pytest.mark.parametrize("data, field", [
-    ({"price": 1, "store": "s"}, "name"),
-    ({"name": "", "price": 1, "store": "s"}, "name"),
-    ({"name": "x" * 81, "price": 1, "store": "s"}, "name"),
-    ({"name": "chair", "price": "12", "store": "s"}, "price"),
-    ({"name": "chair", "price": 1.234, "store": "s"}, "price"),
-    ({"name": "chair", "price": -1, "store": "s"}, "price"),
-    ({"name": "chair", "price": 1}, "store"),
-])
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"price": 1, "store": "s"}, "name"),
+        ({"name": "", "price": 1, "store": "s"}, "name"),
+        ({"name": "x" * 81, "price": 1, "store": "s"}, "name"),
+        ({"name": "chair", "price": "12", "store": "s"}, "price"),
+        ({"name": "chair", "price": 1.234, "store": "s"}, "price"),
+        ({"name": "chair", "price": -1, "store": "s"}, "price"),
+        ({"name": "chair", "price": 1}, "store"),
+    ],
+)
 def test_unmappable_data_is_400(app, client, data, field):
     response = push(client, "data_create", data)
     assert response.status_code == 400
@@ -116,8 +126,9 @@ def test_unmappable_data_is_400(app, client, data, field):
 def test_unhandled_op_is_200_and_not_json_is_400(app, client):
     assert push(client, "form_update", {"anything": 1}).status_code == 200
     url, signature = sign("not json")
-    response = client.post(url, data="not json", content_type="application/json",
-                           headers={"X-JDY-Signature": signature})
+    response = client.post(
+        url, data="not json", content_type="application/json", headers={"X-JDY-Signature": signature}
+    )
     assert response.status_code == 400 and response.get_json()["error"] == "bad_request"
     response = client.post(url, data="not json", content_type="text/plain", headers={"X-JDY-Signature": signature})
     assert response.status_code == 415
@@ -131,15 +142,21 @@ def test_secret_unset_is_404(make_app):
 
 def test_pushed_changes_emit_webhook_events(app, client, users):
     admin = users.create("admin", admin=True)
-    client.post("/webhooks", headers=admin["headers"],
-                json={"url": "http://127.0.0.1:9/h", "events": ["item.created", "item.updated", "item.deleted",
-                                                                "store.created"]})
+    client.post(
+        "/webhooks",
+        headers=admin["headers"],
+        json={
+            "url": "http://127.0.0.1:9/h",
+            "events": ["item.created", "item.updated", "item.deleted", "store.created"],
+        },
+    )
     push(client, "data_create", {"name": "chair", "price": 1, "store": "s"}, "1")
     push(client, "data_update", {"name": "chair", "price": 2, "store": "s"}, "2")
     push(client, "data_remove", {"name": "chair"}, "3")
     with app.app_context():
-        rows = db.session.execute(select(WebhookDeliveryModel.event, WebhookDeliveryModel.payload)
-                                  .order_by(WebhookDeliveryModel.id)).all()
+        rows = db.session.execute(
+            select(WebhookDeliveryModel.event, WebhookDeliveryModel.payload).order_by(WebhookDeliveryModel.id)
+        ).all()
         db.session.remove()
     assert [(event, json.loads(payload)["data"]) for event, payload in rows] == [
         ("store.created", {"id": 1, "name": "s", "owner_id": None, "items": [], "items_total": 0}),

@@ -1,5 +1,6 @@
 """Where the project leans on a library's private detail, a pinned-version
 check that says so loudly when an upgrade changes it."""
+
 import inspect
 from importlib.metadata import version
 

@@ -4,6 +4,7 @@ A session ended through one request (logout, a password change, "end all
 sessions") must be refused on every following request, whichever worker
 process answers it.
 """
+
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,8 +47,12 @@ def server(request, tmp_path):
         services.fresh_redis()
         redis_url = services.REDIS_URL
     stats_port = free_port()
-    live = LiveServer(f"sqlite:///{tmp_path / 'live.db'}", processes=2, redis_url=redis_url,
-                      args=["--stats", f"127.0.0.1:{stats_port}"])
+    live = LiveServer(
+        f"sqlite:///{tmp_path / 'live.db'}",
+        processes=2,
+        redis_url=redis_url,
+        args=["--stats", f"127.0.0.1:{stats_port}"],
+    )
     with live:
         live.stats_port = stats_port
         yield live
@@ -58,8 +63,11 @@ def end_sessions(url, how, user_id, access):
     if how == "logout":
         response = requests.post(f"{url}/logout", headers=access)
     elif how == "password":
-        response = requests.put(f"{url}/user/{user_id}/password", headers=access,
-                                json={"current_password": "password1", "new_password": "password2"})
+        response = requests.put(
+            f"{url}/user/{user_id}/password",
+            headers=access,
+            json={"current_password": "password1", "new_password": "password2"},
+        )
     else:
         response = requests.delete(f"{url}/user/{user_id}/sessions", headers=access)
     return response.status_code == 200
@@ -84,7 +92,7 @@ def test_ended_sessions_are_refused_by_every_worker(server, how):
 
     before = settled_worker_requests(server.stats_port)
     assert end_sessions(url, how, user_id, access)
-    ending_worker, = [pid for pid, n in served_since(server.stats_port, before, 1).items() if n]
+    (ending_worker,) = [pid for pid, n in served_since(server.stats_port, before, 1).items() if n]
 
     refused = [(access, "get", "/items"), (refreshed, "get", "/item/x"), (refresh, "post", "/refresh")]
     if how != "logout":

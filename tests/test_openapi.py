@@ -40,9 +40,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -55,10 +53,7 @@ def document() -> dict:
 
 def documented_operations(document: dict) -> set[tuple[str, str]]:
     return {
-        (path, method.upper())
-        for path, item in document["paths"].items()
-        for method in item
-        if method in HTTP_METHODS
+        (path, method.upper()) for path, item in document["paths"].items() for method in item if method in HTTP_METHODS
     }
 
 
@@ -169,14 +164,18 @@ def test_fresh_owner_and_admin_requirements_are_written_down(document):
     def description(path, method):
         return " ".join(paths[path][method]["description"].split())
 
-    fresh = [("/item/{name}", "post"), ("/item/{name}", "put"), ("/user/{user_id}", "delete"),
-             ("/user/{user_id}/password", "put"), ("/user/{user_id}/sessions", "delete")]
+    fresh = [
+        ("/item/{name}", "post"),
+        ("/item/{name}", "put"),
+        ("/user/{user_id}", "delete"),
+        ("/user/{user_id}/password", "put"),
+        ("/user/{user_id}/sessions", "delete"),
+    ]
     for path, method in fresh:
         assert "fresh access token" in description(path, method), (method, path)
         assert "fresh_token_required" in str(resolve(document, paths[path][method]["responses"]["401"]))
     # Stores and their items are changed by the store's owner or an admin; anyone else gets 403 forbidden.
-    owned = [("/store/{name}", "delete"), ("/item/{name}", "post"), ("/item/{name}", "put"),
-             ("/item/{name}", "delete")]
+    owned = [("/store/{name}", "delete"), ("/item/{name}", "post"), ("/item/{name}", "put"), ("/item/{name}", "delete")]
     for path, method in owned:
         assert "owner" in description(path, method) and "admin" in description(path, method), (method, path)
         assert "forbidden" in str(resolve(document, paths[path][method]["responses"]["403"])), (method, path)

@@ -2,6 +2,7 @@
 are changed (created, updated, moved, deleted) by that owner or an admin;
 stores without an owner only by admins. Reads stay open. Quotas bound what
 one account can fill."""
+
 import threading
 
 import pytest
@@ -104,6 +105,7 @@ def test_deleting_the_owner_leaves_the_store_ownerless(client, world):
 
 # --- Quotas -----------------------------------------------------------------------------
 
+
 def test_store_quota(make_app):
     app = make_app(MAX_STORES_PER_USER=2)
     client = app.test_client()
@@ -148,13 +150,17 @@ def test_item_quota_counts_what_a_concurrent_create_committed(make_app, database
     transaction = other.begin()
     other.execute(sqlalchemy.text("UPDATE stores SET id = id WHERE id = :id"), {"id": store_id})
     answer = {}
-    request = threading.Thread(target=lambda: answer.setdefault("response", client.post(
-        "/item/late", headers=user["headers"], json={**ITEM, "store_id": store_id})))
+    request = threading.Thread(
+        target=lambda: answer.setdefault(
+            "response", client.post("/item/late", headers=user["headers"], json={**ITEM, "store_id": store_id})
+        )
+    )
     request.start()
     request.join(1.0)
     assert request.is_alive(), "the request did not wait for the store's lock"
-    other.execute(sqlalchemy.text("INSERT INTO items (name, price, store_id) VALUES ('early', 1, :id)"),
-                  {"id": store_id})
+    other.execute(
+        sqlalchemy.text("INSERT INTO items (name, price, store_id) VALUES ('early', 1, :id)"), {"id": store_id}
+    )
     transaction.commit()
     other.close()
     request.join(10)

@@ -3,6 +3,7 @@
 Counted with a SQLAlchemy event listener on the app's engine: a counted fact,
 so it is asserted (speed itself is measured in bench/, never asserted here).
 """
+
 from sqlalchemy import event
 
 from db import db
@@ -32,8 +33,9 @@ def seed(client, headers, prefix, stores, items_per_store):
     for s in range(stores):
         store_id = client.post(f"/store/{prefix}store{s}", headers=headers).get_json()["id"]
         for i in range(items_per_store):
-            response = client.post(f"/item/{prefix}item-{s}-{i}", headers=headers,
-                                   json={"price": 1.5, "store_id": store_id})
+            response = client.post(
+                f"/item/{prefix}item-{s}-{i}", headers=headers, json={"price": 1.5, "store_id": store_id}
+            )
             assert response.status_code == 201
 
 
@@ -51,17 +53,21 @@ def endpoint_counts(app, client, users, size, prefix):
         "GET /store/<name>": counter.count(lambda: client.get(f"/store/{prefix}store1")),
         "GET /item/<name>": counter.count(lambda: client.get(f"/item/{prefix}item-1-1", headers=headers)),
         "POST /item/<name>": counter.count(
-            lambda: client.post(f"/item/{prefix}new", headers=headers, json={"price": 1, "store_id": 1})),
+            lambda: client.post(f"/item/{prefix}new", headers=headers, json={"price": 1, "store_id": 1})
+        ),
         "PUT /item/<name> (update)": counter.count(
-            lambda: client.put(f"/item/{prefix}new", headers=headers, json={"price": 2, "store_id": 1})),
+            lambda: client.put(f"/item/{prefix}new", headers=headers, json={"price": 2, "store_id": 1})
+        ),
         "PUT /item/<name> (create)": counter.count(
-            lambda: client.put(f"/item/{prefix}newer", headers=headers, json={"price": 2, "store_id": 1})),
+            lambda: client.put(f"/item/{prefix}newer", headers=headers, json={"price": 2, "store_id": 1})
+        ),
         "DELETE /item/<name>": counter.count(lambda: client.delete(f"/item/{prefix}newer", headers=headers)),
         "POST /store/<name>": counter.count(lambda: client.post(f"/store/{prefix}fresh", headers=headers)),
         "DELETE /store/<name>": counter.count(lambda: client.delete(f"/store/{prefix}fresh", headers=headers)),
         "GET /user/<id>": counter.count(lambda: client.get(f"/user/{admin['id']}", headers=headers)),
-        "POST /login": counter.count(lambda: client.post(
-            "/login", json={"username": admin["username"], "password": admin["password"]})),
+        "POST /login": counter.count(
+            lambda: client.post("/login", json={"username": admin["username"], "password": admin["password"]})
+        ),
         "POST /refresh": counter.count(lambda: client.post("/refresh", headers=refresh)),
         "POST /logout": counter.count(lambda: client.post("/logout", headers=headers)),
     }
@@ -95,7 +101,8 @@ def test_owner_writes_and_past_the_end_pages(app, client, users, owner, store):
         "PUT create": counter.count(lambda: client.put("/item/b", headers=headers, json=item)),
         "PUT update": counter.count(lambda: client.put("/item/b", headers=headers, json={**item, "price": 2})),
         "PUT move": counter.count(
-            lambda: client.put("/item/b", headers=headers, json={**item, "store_id": other["id"]})),
+            lambda: client.put("/item/b", headers=headers, json={**item, "store_id": other["id"]})
+        ),
         "DELETE": counter.count(lambda: client.delete("/item/b", headers=headers)),
     }
     # Each write also adds its webhook events to the outbox: one INSERT ... SELECT

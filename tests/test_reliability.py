@@ -6,6 +6,7 @@
 - Abuse: oversized bodies refused before they are read; login brute force
   limited per address and per username across worker processes.
 """
+
 import http.client
 import json
 import socket
@@ -49,6 +50,7 @@ def log_in(url, username="alice", password="password1"):
 
 # --- Races ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def postgres_server():
     url = services.scratch_database("stores_races")
@@ -58,8 +60,12 @@ def postgres_server():
 
 def test_concurrent_registrations_of_one_name(postgres_server):
     url = postgres_server.url
-    answers = simultaneously(20, lambda i: requests.post(
-        f"{url}/register", json={"username": "Racer" if i % 2 else "racer", "password": "password1"}))
+    answers = simultaneously(
+        20,
+        lambda i: requests.post(
+            f"{url}/register", json={"username": "Racer" if i % 2 else "racer", "password": "password1"}
+        ),
+    )
     statuses = sorted(r.status_code for r in answers)
     assert statuses == [201] + [409] * 19
     assert all(r.json()["error"] == "conflict" for r in answers if r.status_code == 409)
@@ -74,16 +80,18 @@ def user_with_store(url, username):
 def test_concurrent_creates_of_one_item(postgres_server):
     url = postgres_server.url
     headers, store_id = user_with_store(url, "item-racer")
-    answers = simultaneously(20, lambda i: requests.post(
-        f"{url}/item/widget", headers=headers, json={"price": i, "store_id": store_id}))
+    answers = simultaneously(
+        20, lambda i: requests.post(f"{url}/item/widget", headers=headers, json={"price": i, "store_id": store_id})
+    )
     assert sorted(r.status_code for r in answers) == [201] + [409] * 19
 
 
 def test_concurrent_puts_of_one_new_item(postgres_server):
     url = postgres_server.url
     headers, store_id = user_with_store(url, "put-racer")
-    answers = simultaneously(20, lambda i: requests.put(
-        f"{url}/item/gadget", headers=headers, json={"price": i, "store_id": store_id}))
+    answers = simultaneously(
+        20, lambda i: requests.put(f"{url}/item/gadget", headers=headers, json={"price": i, "store_id": store_id})
+    )
     statuses = [r.status_code for r in answers]
     assert statuses.count(201) == 1 and statuses.count(200) == 19, statuses
     items = requests.get(f"{url}/items?per_page=1000", headers=headers).json()["items"]
@@ -91,6 +99,7 @@ def test_concurrent_puts_of_one_new_item(postgres_server):
 
 
 # --- Outages -------------------------------------------------------------------
+
 
 def timed(send):
     started = time.monotonic()
@@ -118,15 +127,21 @@ def test_postgres_outage_and_recovery(tmp_path):
     if not PrivatePostgres.available():
         services.unavailable("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     stats_port = free_port()
-    with PrivatePostgres() as pg, LiveServer(pg.url, processes=2,
-                                             args=["--stats", f"127.0.0.1:{stats_port}"]) as server:
+    with (
+        PrivatePostgres() as pg,
+        LiveServer(pg.url, processes=2, args=["--stats", f"127.0.0.1:{stats_port}"]) as server,
+    ):
         url = server.url
         tokens = log_in(url)
         headers = bearer(tokens["access_token"])
         store_id = requests.post(f"{url}/store/kept", headers=headers).json()["id"]
         for n in range(10):
-            assert requests.post(f"{url}/item/kept-{n}", headers=headers,
-                                 json={"price": n + 0.25, "store_id": store_id}).status_code == 201
+            assert (
+                requests.post(
+                    f"{url}/item/kept-{n}", headers=headers, json={"price": n + 0.25, "store_id": store_id}
+                ).status_code
+                == 201
+            )
         workers = set(worker_requests(stats_port))
 
         pg.stop()
@@ -158,8 +173,10 @@ def test_redis_outage_fails_closed_and_recovers(tmp_path):
     nothing."""
     if not PrivateRedis.available():
         services.unavailable("redis-server is not installed")
-    with PrivateRedis() as redis_server, LiveServer(
-            f"sqlite:///{tmp_path / 'redis-outage.db'}", processes=2, redis_url=redis_server.url) as server:
+    with (
+        PrivateRedis() as redis_server,
+        LiveServer(f"sqlite:///{tmp_path / 'redis-outage.db'}", processes=2, redis_url=redis_server.url) as server,
+    ):
         url = server.url
         logged_out = log_in(url)
         kept = log_in(url)
@@ -171,10 +188,12 @@ def test_redis_outage_fails_closed_and_recovers(tmp_path):
         redis_server.wipe()  # it comes back empty, as without persistence
         for _ in range(5):
             # Limits cannot be counted: fail closed.
-            assert_unavailable(*timed(lambda: requests.post(
-                f"{url}/login", json={"username": "alice", "password": "password1"})))
-            assert_unavailable(*timed(lambda: requests.post(
-                f"{url}/register", json={"username": "newcomer", "password": "password1"})))
+            assert_unavailable(
+                *timed(lambda: requests.post(f"{url}/login", json={"username": "alice", "password": "password1"}))
+            )
+            assert_unavailable(
+                *timed(lambda: requests.post(f"{url}/register", json={"username": "newcomer", "password": "password1"}))
+            )
             assert_unavailable(*timed(lambda: requests.get(f"{url}/health/ready")))
             # The token record is the database's: unchanged answers.
             assert requests.get(f"{url}/items", headers=headers).status_code == 200
@@ -194,23 +213,27 @@ def test_redis_outage_fails_closed_and_recovers(tmp_path):
 
 # --- Abuse ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def limited_server():
     """Two workers sharing one Redis-backed login limit of 5 per minute."""
     services.fresh_redis()
     url = services.scratch_database("stores_abuse")
-    with LiveServer(url, processes=2, redis_url=services.REDIS_URL,
-                    extra_env={"LOGIN_RATE_LIMIT": "5 per minute",
-                                               "LOGIN_USERNAME_FAILURE_LIMIT": "5 per minute"}) as server:
+    with LiveServer(
+        url,
+        processes=2,
+        redis_url=services.REDIS_URL,
+        extra_env={"LOGIN_RATE_LIMIT": "5 per minute", "LOGIN_USERNAME_FAILURE_LIMIT": "5 per minute"},
+    ) as server:
         yield server
 
 
 def login_from(server, address, username, password="wrong-password"):
     """POST /login from a chosen loopback address (any 127.x.y.z reaches us)."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10,
-                                      source_address=(address, 0))
-    conn.request("POST", "/login", json.dumps({"username": username, "password": password}),
-                 {"Content-Type": "application/json"})
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10, source_address=(address, 0))
+    conn.request(
+        "POST", "/login", json.dumps({"username": username, "password": password}), {"Content-Type": "application/json"}
+    )
     response = conn.getresponse()
     status, retry_after, body = response.status, response.getheader("Retry-After"), json.loads(response.read())
     conn.close()
@@ -240,8 +263,10 @@ def test_guessing_from_many_addresses_never_locks_the_owner_out(limited_server):
 def test_oversized_body_refused_before_it_is_read(limited_server):
     """Claim 100 MB, send 10 bytes: the 413 must come at once, not after a 100 MB read."""
     with socket.create_connection(("127.0.0.1", limited_server.port), timeout=5) as s:
-        s.sendall(b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 100000000\r\n\r\n{\"a\": 1, ")
+        s.sendall(
+            b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100000000\r\n\r\n{"a": 1, '
+        )
         started = time.monotonic()
         reply = s.recv(65536).decode()
         elapsed = time.monotonic() - started
@@ -252,8 +277,9 @@ def test_oversized_body_refused_before_it_is_read(limited_server):
 
 def test_login_failures_take_the_same_time(make_app, capsys):
     """No user enumeration by timing: unknown user vs wrong password, full-cost argon2."""
-    app = make_app(ARGON2_TIME_COST=2, ARGON2_MEMORY_COST=19456, ARGON2_PARALLELISM=1,
-                   LOGIN_RATE_LIMIT="1000 per minute")
+    app = make_app(
+        ARGON2_TIME_COST=2, ARGON2_MEMORY_COST=19456, ARGON2_PARALLELISM=1, LOGIN_RATE_LIMIT="1000 per minute"
+    )
     client = app.test_client()
     client.post("/register", json={"username": "alice", "password": "password1"})
     client.post("/login", json={"username": "nobody", "password": "warm-up-1"})  # builds the dummy hash
@@ -268,8 +294,7 @@ def test_login_failures_take_the_same_time(make_app, capsys):
     wrong_password = statistics.median(pair[0] for pair in samples)
     unknown_user = statistics.median(pair[1] for pair in samples)
     with capsys.disabled():
-        print(f"\nlogin failure medians: wrong password {wrong_password:.1f} ms, "
-              f"unknown user {unknown_user:.1f} ms")
+        print(f"\nlogin failure medians: wrong password {wrong_password:.1f} ms, unknown user {unknown_user:.1f} ms")
     # Without the dummy verification an unknown user answers ~20x faster; the
     # bounds are wide because a loaded machine moves single timings a lot.
     assert 0.5 < unknown_user / wrong_password < 2.0

@@ -1,4 +1,5 @@
 """One structured line per request, request ids, and no secrets in the log."""
+
 import json
 import logging
 

@@ -15,6 +15,7 @@ and raw sockets, so they see what a real client sees:
   login limiter keys on it), long URLs, `Connection: close` on every answer
   (so keep-alive clients do not send into a closed connection).
 """
+
 import json
 import socket
 import threading
@@ -42,8 +43,7 @@ def server(tmp_path_factory):
 
 def raw_request(port, data: bytes, timeout=10.0, source="127.0.0.1") -> bytes:
     """Send bytes on a fresh connection; everything the server answers until it closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                  source_address=(source, 0)) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0)) as s:
         s.sendall(data)
         chunks = []
         while True:
@@ -107,26 +107,26 @@ def test_trickling_headers_do_not_hold_the_workers(server):
 
 def test_chunked_json_body_is_read(server):
     body = json.dumps({"username": "chunky", "password": "chunky-password"}).encode()
-    chunks = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n"
-                      for part in (body[:10], body[10:]))
-    raw = raw_request(server.port,
-                      b"POST /register HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                      b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      + chunks + b"0\r\n\r\n")
+    chunks = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (body[:10], body[10:]))
+    raw = raw_request(
+        server.port,
+        b"POST /register HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n",
+    )
     status, _, answer = split_response(raw)
     assert status == 201, raw
-    login = requests.post(f"{server.url}/login",
-                          json={"username": "chunky", "password": "chunky-password"}, timeout=10)
+    login = requests.post(f"{server.url}/login", json={"username": "chunky", "password": "chunky-password"}, timeout=10)
     assert login.status_code == 200, login.text
 
 
 def test_chunked_body_over_the_limit_is_413(server):
     part = b"x" * 8192
     chunks = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n" for _ in range(10))  # 80 KiB
-    raw = raw_request(server.port,
-                      b"POST /register HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                      b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      + chunks + b"0\r\n\r\n")
+    raw = raw_request(
+        server.port,
+        b"POST /register HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n",
+    )
     status, _, answer = split_response(raw)
     assert status == 413, raw[:300]
     assert json.loads(answer)["error"] == "payload_too_large"
@@ -136,8 +136,7 @@ def test_client_address_reaches_the_app(server, tmp_path):
     """REMOTE_ADDR is the client's, not the router's: a login limit per address
     would otherwise be one limit for everybody. Seen through the app's request
     log line, which records the remote address."""
-    raw = raw_request(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                      source="127.0.0.77")
+    raw = raw_request(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", source="127.0.0.77")
     status, headers, _ = split_response(raw)
     assert status == 200
     deadline = time.monotonic() + 5

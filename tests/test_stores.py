@@ -1,5 +1,6 @@
 """Stores: create (the caller owns it), read, delete (owner or admin, never
 while holding items), and the paged list."""
+
 from urllib.parse import quote
 
 import pytest
@@ -9,8 +10,13 @@ def test_create_and_get_store(client, users):
     user = users.create()
     response = client.post("/store/My Wonderful Store", headers=user["headers"])
     assert response.status_code == 201
-    assert response.get_json() == {"id": 1, "name": "My Wonderful Store", "owner_id": user["id"],
-                                   "items": [], "items_total": 0}
+    assert response.get_json() == {
+        "id": 1,
+        "name": "My Wonderful Store",
+        "owner_id": user["id"],
+        "items": [],
+        "items_total": 0,
+    }
     assert client.get("/store/My Wonderful Store").get_json() == response.get_json()
 
 
@@ -57,8 +63,7 @@ def test_store_lists_its_items(client, owner, store):
     headers = owner["headers"]
     client.post("/item/chair", headers=headers, json={"price": 12.99, "store_id": store["id"]})
     body = client.get("/store/shop").get_json()
-    assert body["items"] == [{"id": 1, "name": "chair", "price": 12.99, "store_id": store["id"],
-                              "image_url": None}]
+    assert body["items"] == [{"id": 1, "name": "chair", "price": 12.99, "store_id": store["id"], "image_url": None}]
 
 
 def test_delete_store_is_owner_or_admin_only(client, users, owner, store):
@@ -93,8 +98,9 @@ def test_store_list_pages_by_id(client, users):
     assert (body["page"], body["per_page"], body["total"]) == (1, 2, 5)
     assert first.headers["Link"] == '</stores?page=2&per_page=2>; rel="next"'
     middle = client.get("/stores?page=2&per_page=2")
-    assert middle.headers["Link"] == ('</stores?page=3&per_page=2>; rel="next", '
-                                      '</stores?page=1&per_page=2>; rel="prev"')
+    assert middle.headers["Link"] == (
+        '</stores?page=3&per_page=2>; rel="next", </stores?page=1&per_page=2>; rel="prev"'
+    )
     last = client.get("/stores?page=3&per_page=2")
     assert [s["name"] for s in last.get_json()["stores"]] == ["s4"]
     assert last.headers["Link"] == '</stores?page=2&per_page=2>; rel="prev"'
@@ -105,10 +111,18 @@ def test_store_list_defaults(client):
     assert body == {"stores": [], "page": 1, "per_page": 100, "total": 0}
 
 
-@pytest.mark.parametrize("query, field", [
-    ("page=0", "page"), ("page=-1", "page"), ("page=abc", "page"), ("per_page=0", "per_page"),
-    ("per_page=1001", "per_page"), ("per_page=1.5", "per_page"), ("page=%C2%B2", "page"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("page=0", "page"),
+        ("page=-1", "page"),
+        ("page=abc", "page"),
+        ("per_page=0", "per_page"),
+        ("per_page=1001", "per_page"),
+        ("per_page=1.5", "per_page"),
+        ("page=%C2%B2", "page"),
+    ],
+)
 def test_bad_paging_is_400(client, query, field):
     response = client.get(f"/stores?{query}")
     assert response.status_code == 400

@@ -1,4 +1,5 @@
 """Every token problem is a 401 with the contract's code, and optional JWT on /items."""
+
 from datetime import timedelta
 
 import jwt as pyjwt
@@ -20,12 +21,15 @@ def test_missing_token(client):
     assert error_of(client.post("/refresh")) == "authorization_required"
 
 
-@pytest.mark.parametrize("header", [
-    "Bearer not-a-token",
-    "Bearer a.b.c",
-    "Bearer ",
-    "Basic dXNlcjpwYXNz",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer not-a-token",
+        "Bearer a.b.c",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+    ],
+)
 def test_malformed_token_or_header(client, header):
     code = error_of(client.get("/item/chair", headers={"Authorization": header}))
     assert code in {"invalid_token", "authorization_required"}
@@ -98,8 +102,9 @@ def test_token_without_session_claim_is_refused(app, client, users):
 
 def test_fresh_token_required_for_posting_items(client, users, store):
     user = users.create()
-    response = client.post("/item/chair", headers=users.refreshed_headers(user),
-                           json={"price": 1, "store_id": store["id"]})
+    response = client.post(
+        "/item/chair", headers=users.refreshed_headers(user), json={"price": 1, "store_id": store["id"]}
+    )
     assert error_of(response) == "fresh_token_required"
 
 

@@ -1,4 +1,5 @@
 """Registration, login, refresh, and one user by id."""
+
 import jwt as pyjwt
 import pytest
 
@@ -27,14 +28,17 @@ def test_register_taken_username_is_409_case_insensitively(client):
     assert response.get_json()["error"] == "conflict"
 
 
-@pytest.mark.parametrize("body, bad_fields", [
-    ({}, {"username", "password"}),
-    ({"username": "al", "password": "short"}, {"username", "password"}),
-    ({"username": "a" * 81, "password": "p" * 129}, {"username", "password"}),
-    ({"username": "has space", "password": "password1"}, {"username"}),
-    ({"username": 12345, "password": 12345678}, {"username", "password"}),
-    ({"username": None, "password": ["password1"]}, {"username", "password"}),
-])
+@pytest.mark.parametrize(
+    "body, bad_fields",
+    [
+        ({}, {"username", "password"}),
+        ({"username": "al", "password": "short"}, {"username", "password"}),
+        ({"username": "a" * 81, "password": "p" * 129}, {"username", "password"}),
+        ({"username": "has space", "password": "password1"}, {"username"}),
+        ({"username": 12345, "password": 12345678}, {"username", "password"}),
+        ({"username": None, "password": ["password1"]}, {"username", "password"}),
+    ],
+)
 def test_register_validation_lists_every_bad_field(client, body, bad_fields):
     response = client.post("/register", json=body)
     assert response.status_code == 400
@@ -71,8 +75,11 @@ def test_login_failures_look_the_same(client, users):
     wrong_password = client.post("/login", json={"username": "alice", "password": "wrong-pass"})
     unknown_user = client.post("/login", json={"username": "nobody", "password": "wrong-pass"})
     assert wrong_password.status_code == unknown_user.status_code == 401
-    assert wrong_password.get_json() == unknown_user.get_json() == {
-        "error": "invalid_credentials", "message": "Invalid username or password."}
+    assert (
+        wrong_password.get_json()
+        == unknown_user.get_json()
+        == {"error": "invalid_credentials", "message": "Invalid username or password."}
+    )
 
 
 def test_login_missing_fields_is_validation_error(client):
@@ -92,8 +99,9 @@ def test_login_rate_limit_per_address(make_app):
 
 
 def login_status(client, address, username="Victim", password="guess-guess"):
-    return client.post("/login", json={"username": username, "password": password},
-                       environ_base={"REMOTE_ADDR": address}).status_code
+    return client.post(
+        "/login", json={"username": username, "password": password}, environ_base={"REMOTE_ADDR": address}
+    ).status_code
 
 
 def test_login_failures_limited_per_username_and_address(make_app):
@@ -211,11 +219,14 @@ def test_make_admin_unknown_user_fails(app):
     assert "ghost" in result.output
 
 
-@pytest.mark.parametrize("body", [
-    '{"username": "a\\u0000bc", "password": "password1"}',
-    '{"username": "\\udc80abc", "password": "password1"}',
-    '{"username": "surrogate", "password": "\\udc80xxxxxxxxx"}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"username": "a\\u0000bc", "password": "password1"}',
+        '{"username": "\\udc80abc", "password": "password1"}',
+        '{"username": "surrogate", "password": "\\udc80xxxxxxxxx"}',
+    ],
+)
 def test_unstorable_text_is_validation_error(client, body):
     for path in ("/register", "/login"):
         response = client.post(path, data=body, content_type="application/json")

@@ -4,6 +4,7 @@ Sending is not tested here (tests/test_webhooks_delivery.py runs the real
 worker against a real receiver): these tests check what the API answers and
 what lands in `webhook_deliveries`, in the same transaction as each change.
 """
+
 import json
 
 import pytest
@@ -51,14 +52,17 @@ def test_create_shows_the_secret_once(client, admin):
     assert listed["page"] == 1 and listed["per_page"] == 100
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"url": "ftp://example.com/x", "events": ["item.created"]}, "url"),
-    ({"url": "not a url", "events": ["item.created"]}, "url"),
-    ({"url": "http://127.0.0.1/x", "events": []}, "events"),
-    ({"url": "http://127.0.0.1/x", "events": ["item.exploded"]}, "events"),
-    ({"url": "http://127.0.0.1/x", "events": "item.created"}, "events"),
-    ({"events": ["item.created"]}, "url"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"url": "ftp://example.com/x", "events": ["item.created"]}, "url"),
+        ({"url": "not a url", "events": ["item.created"]}, "url"),
+        ({"url": "http://127.0.0.1/x", "events": []}, "events"),
+        ({"url": "http://127.0.0.1/x", "events": ["item.exploded"]}, "events"),
+        ({"url": "http://127.0.0.1/x", "events": "item.created"}, "events"),
+        ({"events": ["item.created"]}, "url"),
+    ],
+)
 def test_create_refuses_bad_fields(client, admin, body, field):
     response = client.post("/webhooks", headers=admin["headers"], json=body)
     assert response.status_code == 400
@@ -68,9 +72,14 @@ def test_create_refuses_bad_fields(client, admin, body, field):
 
 def test_admin_only(client, users):
     user = users.create("plain")
-    for method, path in [("post", "/webhooks"), ("get", "/webhooks"), ("get", "/webhooks/1"),
-                         ("delete", "/webhooks/1"), ("get", "/webhooks/1/deliveries"),
-                         ("post", "/webhooks/1/deliveries/1/retry")]:
+    for method, path in [
+        ("post", "/webhooks"),
+        ("get", "/webhooks"),
+        ("get", "/webhooks/1"),
+        ("delete", "/webhooks/1"),
+        ("get", "/webhooks/1/deliveries"),
+        ("post", "/webhooks/1/deliveries/1/retry"),
+    ]:
         response = getattr(client, method)(path, headers=user["headers"], json={})
         assert response.status_code == 403, (method, path)
         assert response.get_json()["error"] == "admin_required"
@@ -78,8 +87,12 @@ def test_admin_only(client, users):
 
 
 def test_unknown_ids_are_404(client, admin):
-    for method, path in [("get", "/webhooks/99"), ("delete", "/webhooks/99"),
-                         ("get", "/webhooks/99/deliveries"), ("post", "/webhooks/99/deliveries/1/retry")]:
+    for method, path in [
+        ("get", "/webhooks/99"),
+        ("delete", "/webhooks/99"),
+        ("get", "/webhooks/99/deliveries"),
+        ("post", "/webhooks/99/deliveries/1/retry"),
+    ]:
         response = getattr(client, method)(path, headers=admin["headers"])
         assert response.status_code == 404 and response.get_json()["error"] == "not_found"
 
@@ -117,7 +130,10 @@ def test_only_subscribed_types_and_endpoints(app, client, admin):
     client.delete("/item/chair", headers=admin["headers"])
     rows = outbox(app)
     assert sorted((r[0], r[1]) for r in rows) == [
-        (first["id"], "item.created"), (second["id"], "item.created"), (second["id"], "item.deleted")]
+        (first["id"], "item.created"),
+        (second["id"], "item.created"),
+        (second["id"], "item.deleted"),
+    ]
     # One event, one webhook-id, whichever endpoint it goes to.
     created = [r[3] for r in rows if r[1] == "item.created"]
     assert created[0] == created[1]
@@ -161,6 +177,7 @@ def test_constraint_race_inside_commit_records_nothing(app, client, admin):
     before = outbox(app)
     from errors import ApiError
     from resources.item import insert_item
+
     with app.test_request_context(headers=admin["headers"]):
         verify_jwt_in_request()
         with pytest.raises(ApiError) as refused:
@@ -179,8 +196,16 @@ def test_deliveries_list_and_retry(app, client, admin):
     listed = client.get(f"/webhooks/{hook['id']}/deliveries", headers=admin["headers"]).get_json()
     assert listed["total"] == 1
     delivery = listed["deliveries"][0]
-    assert set(delivery) == {"id", "event", "status", "attempts", "last_status_code", "last_error",
-                             "next_attempt_at", "created_at"}
+    assert set(delivery) == {
+        "id",
+        "event",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "next_attempt_at",
+        "created_at",
+    }
     assert delivery["status"] == "pending" and delivery["attempts"] == 0
     with app.app_context():
         db.session.get(WebhookDeliveryModel, delivery["id"]).status = "failed"
@@ -189,8 +214,10 @@ def test_deliveries_list_and_retry(app, client, admin):
     response = client.post(f"/webhooks/{hook['id']}/deliveries/{delivery['id']}/retry", headers=admin["headers"])
     assert response.status_code == 202 and response.get_json()["status"] == "pending"
     other = subscribe(client, admin)
-    assert client.post(f"/webhooks/{other['id']}/deliveries/{delivery['id']}/retry",
-                       headers=admin["headers"]).status_code == 404
+    assert (
+        client.post(f"/webhooks/{other['id']}/deliveries/{delivery['id']}/retry", headers=admin["headers"]).status_code
+        == 404
+    )
 
 
 def test_delete_removes_the_webhook_and_its_deliveries(app, client, admin):

@@ -9,6 +9,7 @@ recover in seconds. Times are printed (run with -s to see them), never asserted.
 The outage lasts WEBHOOK_TEST_OUTAGE_SECONDS (default 15, to keep the suite
 short; 30 was measured too, see README "Webhooks").
 """
+
 import json
 import os
 import signal
@@ -41,9 +42,15 @@ class Stack:
 
     def __init__(self, database_url, redis_url, workdir):
         self.database_url, self.redis_url, self.workdir = database_url, redis_url, workdir
-        self.app = create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": database_url,
-                               "JWT_SECRET_KEY": JWT_SECRET, "REDIS_URL": None,
-                               "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX})
+        self.app = create_app(
+            {
+                "APP_ENV": "testing",
+                "SQLALCHEMY_DATABASE_URI": database_url,
+                "JWT_SECRET_KEY": JWT_SECRET,
+                "REDIS_URL": None,
+                "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
+            }
+        )
         with self.app.app_context():
             upgrade()
         self.client = self.app.test_client()
@@ -70,9 +77,14 @@ class Stack:
     # --- workers ---------------------------------------------------------
     def start_worker(self, **env):
         log = open(self.workdir / f"worker-{len(self.workers)}.log", "w")
-        process = subprocess.Popen([sys.executable, "webhooks_worker.py"], cwd=ROOT,
-                                   env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "webhooks_worker.py"],
+            cwd=ROOT,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.workers.append(process)
         return process
 
@@ -91,8 +103,9 @@ class Stack:
 
     # --- the API ---------------------------------------------------------
     def subscribe(self, url, events=("item.created", "item.updated", "item.deleted")):
-        response = self.client.post("/webhooks", headers=self.admin["headers"],
-                                    json={"url": url, "events": list(events)})
+        response = self.client.post(
+            "/webhooks", headers=self.admin["headers"], json={"url": url, "events": list(events)}
+        )
         assert response.status_code == 201, response.get_json()
         return response.get_json()
 
@@ -101,14 +114,18 @@ class Stack:
         store = self.client.post(f"/store/{prefix}-store", headers=self.admin["headers"]).get_json()
         for n in range(count):
             name = f"{prefix}-{n // 2}"  # every name is created, then updated
-            response = self.client.put(f"/item/{name}", headers=self.admin["headers"],
-                                       json={"price": n, "store_id": store["id"]})
+            response = self.client.put(
+                f"/item/{name}", headers=self.admin["headers"], json={"price": n, "store_id": store["id"]}
+            )
             assert response.status_code in (200, 201)
 
     def deliveries(self, webhook_id):
         with self.app.app_context():
-            rows = db.session.execute(select(WebhookDeliveryModel).where(
-                WebhookDeliveryModel.webhook_id == webhook_id)).scalars().all()
+            rows = (
+                db.session.execute(select(WebhookDeliveryModel).where(WebhookDeliveryModel.webhook_id == webhook_id))
+                .scalars()
+                .all()
+            )
             db.session.remove()
             return rows
 
@@ -171,8 +188,9 @@ def test_a_thousand_changes_are_all_delivered_and_verified(stack, workers):
         duplicates = assert_nothing_lost_nothing_invented(stack, hook, receiver)
     first = receiver.received[0][1]
     assert first["type"] in ("item.created", "item.updated") and "data" in first and first["timestamp"]
-    print(f"\nFIGURE {stack.name}: 1000 events delivered by {workers} worker(s) in {took:.2f}s "
-          f"(duplicates: {duplicates})")
+    print(
+        f"\nFIGURE {stack.name}: 1000 events delivered by {workers} worker(s) in {took:.2f}s (duplicates: {duplicates})"
+    )
 
 
 def test_receiver_down_then_up_gets_everything(stack):
@@ -189,8 +207,10 @@ def test_receiver_down_then_up_gets_everything(stack):
         assert stack.wait_until_settled(hook["id"]) == {"delivered": 50}
         assert_nothing_lost_nothing_invented(stack, hook, receiver)
     assert all(row.attempts >= 2 and row.last_status_code == 204 for row in stack.deliveries(hook["id"]))
-    print(f"\nFIGURE {stack.name}: receiver down {OUTAGE_SECONDS:.0f}s ({attempts_while_down} failed "
-          f"attempts), all 50 delivered {took:.2f}s after it came back")
+    print(
+        f"\nFIGURE {stack.name}: receiver down {OUTAGE_SECONDS:.0f}s ({attempts_while_down} failed "
+        f"attempts), all 50 delivered {took:.2f}s after it came back"
+    )
 
 
 def test_500_then_200_is_retried_and_exhausted_retries_fail_until_retried_by_hand(stack):
@@ -217,8 +237,9 @@ def test_500_then_200_is_retried_and_exhausted_retries_fail_until_retried_by_han
 
         # The manual retry sends it again, with the same webhook-id.
         receiver.fail_next(0)
-        response = stack.client.post(f"/webhooks/{hook['id']}/deliveries/{failed[0].id}/retry",
-                                     headers=stack.admin["headers"])
+        response = stack.client.post(
+            f"/webhooks/{hook['id']}/deliveries/{failed[0].id}/retry", headers=stack.admin["headers"]
+        )
         assert response.status_code == 202
         receiver.wait_for({failed[0].message_id}, timeout=15)
 
@@ -243,5 +264,7 @@ def test_worker_killed_mid_batch_loses_nothing(stack):
         took = time.monotonic() - start
         assert stack.wait_until_settled(hook["id"]) == {"delivered": 300}
         duplicates = assert_nothing_lost_nothing_invented(stack, hook, receiver)
-    print(f"\nFIGURE {stack.name}: SIGKILL after {delivered_before}/300 delivered ({in_flight} claimed "
-          f"in flight); restarted worker finished in {took:.2f}s; duplicates {duplicates}, all 300 delivered")
+    print(
+        f"\nFIGURE {stack.name}: SIGKILL after {delivered_before}/300 delivered ({in_flight} claimed "
+        f"in flight); restarted worker finished in {took:.2f}s; duplicates {duplicates}, all 300 delivered"
+    )

@@ -5,6 +5,7 @@
   concurrently, have exactly one effect (the unique delivery id decides);
 - WEBHOOK_WORKER_EXTERNAL=1 starts no mule (a separate worker does the work).
 """
+
 import hashlib
 import json
 import subprocess
@@ -29,17 +30,26 @@ PASSWORD = "correct-horse"
 def signed_push(base_url, body, deliver_id):
     nonce, timestamp = "n0nce", str(int(time.time()))
     signature = hashlib.sha1(f"{nonce}:{body}:{SECRET}:{timestamp}".encode()).hexdigest()
-    return requests.post(f"{base_url}/hooks/jodoo?nonce={nonce}&timestamp={timestamp}", data=body,
-                         headers={"Content-Type": "application/json", "X-JDY-Signature": signature,
-                                  "X-JDY-DeliverId": deliver_id}, timeout=10)
+    return requests.post(
+        f"{base_url}/hooks/jodoo?nonce={nonce}&timestamp={timestamp}",
+        data=body,
+        headers={"Content-Type": "application/json", "X-JDY-Signature": signature, "X-JDY-DeliverId": deliver_id},
+        timeout=10,
+    )
 
 
 def admin_headers(server):
     requests.post(f"{server.url}/register", json={"username": "admin", "password": PASSWORD}, timeout=10)
-    subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "app", "make-admin", "admin"],
-                   cwd=ROOT, env=server.env, check=True, capture_output=True)
-    token = requests.post(f"{server.url}/login", json={"username": "admin", "password": PASSWORD},
-                          timeout=10).json()["access_token"]
+    subprocess.run(
+        [str(Path(sys.executable).parent / "flask"), "--app", "app", "make-admin", "admin"],
+        cwd=ROOT,
+        env=server.env,
+        check=True,
+        capture_output=True,
+    )
+    token = requests.post(f"{server.url}/login", json={"username": "admin", "password": PASSWORD}, timeout=10).json()[
+        "access_token"
+    ]
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -51,12 +61,20 @@ def database_url(request, tmp_path):
 
 
 def test_concurrent_copies_of_a_push_apply_once_and_the_mule_delivers(database_url, tmp_path):
-    env = {"JODOO_WEBHOOK_SECRET": SECRET, "WEBHOOK_QUEUE_PATH": str(tmp_path / "queue.db"),
-           "WEBHOOK_POLL_SECONDS": "0.1", "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true"}
+    env = {
+        "JODOO_WEBHOOK_SECRET": SECRET,
+        "WEBHOOK_QUEUE_PATH": str(tmp_path / "queue.db"),
+        "WEBHOOK_POLL_SECONDS": "0.1",
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+    }
     with LiveServer(database_url, processes=2, extra_env=env) as server, Receiver() as receiver:
         headers = admin_headers(server)
-        hook = requests.post(f"{server.url}/webhooks", headers=headers, timeout=10, json={
-            "url": receiver.url, "events": ["item.created", "item.updated", "store.created"]}).json()
+        hook = requests.post(
+            f"{server.url}/webhooks",
+            headers=headers,
+            timeout=10,
+            json={"url": receiver.url, "events": ["item.created", "item.updated", "store.created"]},
+        ).json()
         receiver.secret = hook["secret"]
         body = json.dumps({"op": "data_create", "data": {"name": "chair", "price": 9.5, "store": "jodoo"}})
         with ThreadPoolExecutor(8) as pool:
@@ -71,8 +89,9 @@ def test_concurrent_copies_of_a_push_apply_once_and_the_mule_delivers(database_u
         types = sorted(body["type"] for _, body in receiver.received)
         assert types == ["item.created", "store.created"]
         assert receiver.bad_signatures == 0
-        deliveries = requests.get(f"{server.url}/webhooks/{hook['id']}/deliveries", headers=headers,
-                                  timeout=10).json()["deliveries"]
+        deliveries = requests.get(f"{server.url}/webhooks/{hook['id']}/deliveries", headers=headers, timeout=10).json()[
+            "deliveries"
+        ]
         assert {d["status"] for d in deliveries} == {"delivered"}
         assert requests.get(f"{server.url}/item/chair", headers=headers, timeout=10).json()["price"] == 9.5
 

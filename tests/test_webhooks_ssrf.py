@@ -6,6 +6,7 @@ delivery (a name can be re-pointed after creation); redirects are never
 followed. Development and tests may allow local receivers
 (WEBHOOK_ALLOW_PRIVATE_TARGETS), which is what the other webhook tests use.
 """
+
 import pytest
 
 import webhook_sender
@@ -16,17 +17,17 @@ from models.webhook_delivery import WebhookDeliveryModel
 from tests.webhook_receiver import Receiver
 
 REFUSED = [
-    "http://127.0.0.1/hook",                       # plain http
-    "https://127.0.0.1/hook",                      # loopback
-    "https://169.254.169.254/latest/meta-data/",   # cloud metadata (link-local)
-    "https://localhost/hook",                      # a name resolving to loopback
-    "https://10.1.2.3/hook",                       # private
+    "http://127.0.0.1/hook",  # plain http
+    "https://127.0.0.1/hook",  # loopback
+    "https://169.254.169.254/latest/meta-data/",  # cloud metadata (link-local)
+    "https://localhost/hook",  # a name resolving to loopback
+    "https://10.1.2.3/hook",  # private
     "https://192.168.0.1/hook",
-    "https://100.64.0.1/hook",                     # carrier-grade NAT (shared)
+    "https://100.64.0.1/hook",  # carrier-grade NAT (shared)
     "https://[::1]/hook",
-    "https://[::ffff:127.0.0.1]/hook",             # IPv4-mapped loopback
+    "https://[::ffff:127.0.0.1]/hook",  # IPv4-mapped loopback
     "https://0.0.0.0/hook",
-    "https://user:pw@example.com/hook",            # credentials in the URL
+    "https://user:pw@example.com/hook",  # credentials in the URL
 ]
 
 
@@ -45,11 +46,24 @@ def test_production_refuses_internal_targets_at_creation(client, users, url):
     assert "url" in response.get_json()["errors"]
 
 
-@pytest.mark.parametrize("address, public", [
-    ("127.0.0.1", False), ("169.254.169.254", False), ("10.0.0.1", False), ("172.16.0.1", False),
-    ("192.168.1.1", False), ("100.64.0.1", False), ("::1", False), ("fe80::1", False), ("fd00::1", False),
-    ("::ffff:10.0.0.1", False), ("224.0.0.1", False), ("8.8.8.8", True), ("2606:4700::1111", True),
-])
+@pytest.mark.parametrize(
+    "address, public",
+    [
+        ("127.0.0.1", False),
+        ("169.254.169.254", False),
+        ("10.0.0.1", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("100.64.0.1", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fd00::1", False),
+        ("::ffff:10.0.0.1", False),
+        ("224.0.0.1", False),
+        ("8.8.8.8", True),
+        ("2606:4700::1111", True),
+    ],
+)
 def test_public_address_check(address, public):
     assert webhook_sender.is_public(address) is public
 
@@ -62,8 +76,9 @@ def test_delivery_time_check_refuses_a_name_now_resolving_to_a_private_address(a
         webhook = WebhookModel(url=url, events='["item.created"]', secret=new_secret())
         db.session.add(webhook)
         db.session.flush()
-        db.session.add(WebhookDeliveryModel(webhook_id=webhook.id, event="item.created", message_id="msg_1",
-                                            payload="{}"))
+        db.session.add(
+            WebhookDeliveryModel(webhook_id=webhook.id, event="item.created", message_id="msg_1", payload="{}")
+        )
         db.session.commit()
         ids, token = webhooks_worker.claim_due(10, 60)
         assert len(ids) == 1
@@ -87,8 +102,9 @@ def test_redirects_are_not_followed():
 
 
 def test_metadata_address_is_refused_at_delivery_in_production():
-    outcome = webhook_sender.send("http://169.254.169.254/latest/meta-data/", new_secret(), "msg_1", "{}",
-                                  timeout=5, allow_private=False)
+    outcome = webhook_sender.send(
+        "http://169.254.169.254/latest/meta-data/", new_secret(), "msg_1", "{}", timeout=5, allow_private=False
+    )
     assert outcome.status_code is None and outcome.error.startswith("refused")
 
 

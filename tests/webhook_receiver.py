@@ -10,6 +10,7 @@ verifications, can answer a given status for the next N requests
 (`fail_next`), go down and come back on the same port (`stop` / `start`),
 and answer slowly (`delay`).
 """
+
 import json
 import threading
 import time

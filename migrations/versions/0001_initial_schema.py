@@ -7,6 +7,7 @@ expiry (for the clean-up). Lists are ordered by primary key.
 Revision ID: 0001
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -41,8 +42,7 @@ def upgrade():
         sa.Column("name", sa.String(80), nullable=False),
         sa.Column("price", sa.Numeric(10, 2), nullable=False),
         sa.Column("store_id", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["store_id"], ["stores.id"], name="fk_items_store_id",
-                                ondelete="RESTRICT"),
+        sa.ForeignKeyConstraint(["store_id"], ["stores.id"], name="fk_items_store_id", ondelete="RESTRICT"),
         sa.UniqueConstraint("name", name="uq_items_name"),
         sqlite_autoincrement=True,
     )

@@ -13,6 +13,7 @@
 Revision ID: 0002
 Revises: 0001
 """
+
 import secrets
 
 import sqlalchemy as sa
@@ -31,13 +32,11 @@ def upgrade():
     # deleted rows are never handed out again).
     with op.batch_alter_table("users", table_kwargs=KEEP_AUTOINCREMENT) as batch:
         batch.add_column(sa.Column("account_key", sa.String(32), nullable=True))
-        batch.add_column(sa.Column("session_generation", sa.Integer(), nullable=False,
-                                   server_default="0"))
+        batch.add_column(sa.Column("session_generation", sa.Integer(), nullable=False, server_default="0"))
     users = sa.table("users", sa.column("id", sa.Integer), sa.column("account_key", sa.String))
     conn = op.get_bind()
     for (user_id,) in conn.execute(sa.select(users.c.id)).all():
-        conn.execute(users.update().where(users.c.id == user_id)
-                     .values(account_key=secrets.token_hex(16)))
+        conn.execute(users.update().where(users.c.id == user_id).values(account_key=secrets.token_hex(16)))
     # SQLite rebuilds the table for these changes: keep AUTOINCREMENT (ids of
     # deleted rows are never handed out again).
     with op.batch_alter_table("users", table_kwargs=KEEP_AUTOINCREMENT) as batch:
@@ -46,8 +45,7 @@ def upgrade():
 
     with op.batch_alter_table("stores", table_kwargs=KEEP_AUTOINCREMENT) as batch:
         batch.add_column(sa.Column("owner_id", sa.Integer(), nullable=True))
-        batch.create_foreign_key("fk_stores_owner_id", "users", ["owner_id"], ["id"],
-                                 ondelete="SET NULL")
+        batch.create_foreign_key("fk_stores_owner_id", "users", ["owner_id"], ["id"], ondelete="SET NULL")
         batch.create_index("ix_stores_owner_id", ["owner_id"])
 
 

@@ -14,6 +14,7 @@ TABLE_KWARGS.
 Revision ID: 0003
 Revises: 0002
 """
+
 import sqlalchemy as sa
 from alembic import op
 

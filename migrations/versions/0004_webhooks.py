@@ -3,6 +3,7 @@
 Revision ID: 0004
 Revises: 0003
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -38,8 +39,9 @@ def upgrade():
         sa.Column("claimed_until", sa.DateTime()),
         sa.Column("claim_token", sa.String(32)),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["webhook_id"], ["webhooks.id"], name="fk_webhook_deliveries_webhook_id",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["webhook_id"], ["webhooks.id"], name="fk_webhook_deliveries_webhook_id", ondelete="CASCADE"
+        ),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_webhook_deliveries_webhook_id", "webhook_deliveries", ["webhook_id"])

@@ -50,27 +50,42 @@ ADMIN_USERNAME = "e2e_admin"
 ADMIN_PASSWORD = "e2e-admin-password"
 
 # Settings a developer's shell may carry that would change what the tests run.
-_SCRUBBED = ("PORT", "DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "APP_ENV", "WEB_CONCURRENCY",
-             "LOGIN_RATE_LIMIT", "MAX_CONTENT_LENGTH", "ARGON2_TIME_COST", "ARGON2_MEMORY_COST",
-             "ARGON2_PARALLELISM", "JWT_ACCESS_TOKEN_EXPIRES", "JWT_REFRESH_TOKEN_EXPIRES",
-             "TRUSTED_PROXY_COUNT", "REDIS_TLS_VERIFY")
+_SCRUBBED = (
+    "PORT",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "JWT_SECRET_KEY",
+    "APP_ENV",
+    "WEB_CONCURRENCY",
+    "LOGIN_RATE_LIMIT",
+    "MAX_CONTENT_LENGTH",
+    "ARGON2_TIME_COST",
+    "ARGON2_MEMORY_COST",
+    "ARGON2_PARALLELISM",
+    "JWT_ACCESS_TOKEN_EXPIRES",
+    "JWT_REFRESH_TOKEN_EXPIRES",
+    "TRUSTED_PROXY_COUNT",
+    "REDIS_TLS_VERIFY",
+)
 
 
 def app_env(database_url: str, redis_url: str | None = None, **extra: str) -> dict[str, str]:
     """The environment a production deployment gives the app (the systemd
     unit's env file, or Heroku's config vars), for a test."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("UWSGI_")}
-    env.update({
-        "APP_ENV": "production",
-        "DATABASE_URL": database_url,
-        "JWT_SECRET_KEY": JWT_SECRET,
-        # The tests log in far more often than a person; the limiter itself
-        # is tested elsewhere.
-        "LOGIN_RATE_LIMIT": "100000 per minute",
-        "REGISTER_RATE_LIMIT": "100000 per minute",
-        "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    })
+    env.update(
+        {
+            "APP_ENV": "production",
+            "DATABASE_URL": database_url,
+            "JWT_SECRET_KEY": JWT_SECRET,
+            # The tests log in far more often than a person; the limiter itself
+            # is tested elsewhere.
+            "LOGIN_RATE_LIMIT": "100000 per minute",
+            "REGISTER_RATE_LIMIT": "100000 per minute",
+            "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(extra)
@@ -79,8 +94,9 @@ def app_env(database_url: str, redis_url: str | None = None, **extra: str) -> di
 
 def flask_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """`flask --app app ARGS`, as an operator types it on the server."""
-    result = subprocess.run([str(BIN / "flask"), "--app", "app", *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, f"flask {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
     return result
 
@@ -103,6 +119,7 @@ def stop_process_group(proc: subprocess.Popen | None, sig: int = signal.SIGINT, 
 
 
 # ------------------------------------------------------------------ tools ----
+
 
 @pytest.fixture(scope="session")
 def nginx_bin() -> str:
@@ -129,6 +146,7 @@ def honcho_bin() -> Path:
 
 # --------------------------------------------------------------- services ----
 
+
 @pytest.fixture(scope="session")
 def e2e_database_url() -> str:
     """The PostgreSQL database the deployment tests own: a scratch database of
@@ -144,6 +162,7 @@ def empty_database(e2e_database_url) -> str:
 
 
 # ------------------------------------------------------------------ uWSGI ----
+
 
 class UwsgiInstance:
     """`uwsgi --ini uwsgi.ini:nginx`, as the systemd unit runs it: only a
@@ -161,7 +180,12 @@ class UwsgiInstance:
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [str(BIN / "uwsgi"), "--ini", "uwsgi.ini:nginx", "--stats", f"127.0.0.1:{self.stats_port}"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             wait_for_port(self.port, timeout, self.proc)
             # The socket is open before the (lazy) workers have loaded the app.

@@ -74,8 +74,7 @@ def free_port(exclude: set[int] | frozenset[int] = frozenset()) -> int:
     raise HarnessError(f"no free port in {PORT_RANGE}")
 
 
-def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None,
-                  host: str = "127.0.0.1") -> None:
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None, host: str = "127.0.0.1") -> None:
     """Block until something accepts TCP connections on host:port.
 
     Gives up after `timeout` seconds, or as soon as `proc` (the process that
@@ -84,8 +83,7 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = Non
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and proc.poll() is not None:
-            raise HarnessError(f"process {proc.args!r} exited with {proc.returncode} "
-                               f"before listening on {host}:{port}")
+            raise HarnessError(f"process {proc.args!r} exited with {proc.returncode} before listening on {host}:{port}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -100,12 +98,30 @@ def make_self_signed_cert(folder: Path) -> tuple[Path, Path]:
     (requests: verify=cert; newman: --ssl-extra-ca-certs cert)."""
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-addext", "basicConstraints=critical,CA:TRUE",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -113,13 +129,24 @@ def make_self_signed_cert(folder: Path) -> tuple[Path, Path]:
 def _replace_once(text: str, old: str, new: str) -> str:
     count = text.count(old)
     if count != 1:
-        raise HarnessError(f"deploy/nginx.conf: expected exactly one {old!r}, found {count}; "
-                           "update tests/e2e/nginx_harness.py together with the config")
+        raise HarnessError(
+            f"deploy/nginx.conf: expected exactly one {old!r}, found {count}; "
+            "update tests/e2e/nginx_harness.py together with the config"
+        )
     return text.replace(old, new)
 
 
-def render_site(site_conf: str, *, backends: list[str], http_port: int, https_port: int,
-                cert: Path, key: Path, prefix: Path, images_dir: Path | None = None) -> str:
+def render_site(
+    site_conf: str,
+    *,
+    backends: list[str],
+    http_port: int,
+    https_port: int,
+    cert: Path,
+    key: Path,
+    prefix: Path,
+    images_dir: Path | None = None,
+) -> str:
     """The production server blocks, rewritten for a local test run.
 
     `backends` are upstream addresses as Nginx writes them: "127.0.0.1:18001"
@@ -140,8 +167,7 @@ def render_site(site_conf: str, *, backends: list[str], http_port: int, https_po
     text = _replace_once(text, "/var/log/nginx/stores-api.access.log", str(prefix / "logs" / "access.log"))
     text = _replace_once(text, "/var/log/nginx/stores-api.error.log", str(prefix / "logs" / "error.log"))
     text = _replace_once(text, "root /var/www/letsencrypt;", f"root {prefix / 'acme'};")
-    text = _replace_once(text, "alias /var/lib/stores-api/images/;",
-                         f"alias {images_dir or prefix / 'images'}/;")
+    text = _replace_once(text, "alias /var/lib/stores-api/images/;", f"alias {images_dir or prefix / 'images'}/;")
     return text
 
 
@@ -152,8 +178,10 @@ def recommended_main_settings(site_conf: str) -> tuple[int, int]:
     connections = re.search(r"^#\s+events \{ worker_connections (\d+); \}", site_conf, re.M)
     rlimit = re.search(r"^#\s+worker_rlimit_nofile (\d+);", site_conf, re.M)
     if not (connections and rlimit):
-        raise HarnessError("deploy/nginx.conf: the comment recommending worker_connections and "
-                           "worker_rlimit_nofile is gone; update tests/e2e/nginx_harness.py with it")
+        raise HarnessError(
+            "deploy/nginx.conf: the comment recommending worker_connections and "
+            "worker_rlimit_nofile is gone; update tests/e2e/nginx_harness.py with it"
+        )
     return int(connections.group(1)), int(rlimit.group(1))
 
 
@@ -227,16 +255,21 @@ class NginxServer:
         if not self.http_port:
             self.http_port = free_port(exclude={self.https_port})
         self.cert, self.key = make_self_signed_cert(self.prefix / "conf")
-        site = render_site(PRODUCTION_CONF.read_text(), backends=self.backends,
-                           http_port=self.http_port, https_port=self.https_port,
-                           cert=self.cert, key=self.key, prefix=self.prefix,
-                           images_dir=self.images_dir)
+        site = render_site(
+            PRODUCTION_CONF.read_text(),
+            backends=self.backends,
+            http_port=self.http_port,
+            https_port=self.https_port,
+            cert=self.cert,
+            key=self.key,
+            prefix=self.prefix,
+            images_dir=self.images_dir,
+        )
         site_path = self.prefix / "conf" / "stores-api.conf"
         site_path.write_text(site)
         self.conf = self.prefix / "conf" / "nginx.conf"
         self.conf.write_text(render_main(self.prefix, site_path))
-        self._cmd = [nginx, "-p", str(self.prefix), "-c", str(self.conf),
-                     "-e", str(self.prefix / "logs" / "error.log")]
+        self._cmd = [nginx, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.prefix / "logs" / "error.log")]
         return self.conf
 
     def test_config(self) -> str:
@@ -253,7 +286,9 @@ class NginxServer:
             self.prepare()
         self.proc = subprocess.Popen(
             self._cmd + ["-g", "daemon off;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             start_new_session=True,  # own process group: stop() reaches the workers too
         )
         try:

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.live
 
 
 def flask(env, *args):
-    return subprocess.run([str(BIN / "flask"), "--app", "app", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(BIN / "flask"), "--app", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def assert_one_line_error(result, *fragments):

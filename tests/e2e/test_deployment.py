@@ -34,32 +34,53 @@ def count_requests(collection: dict) -> int:
 def test_postman_collection_passes_through_nginx(deployment, newman_bin, tmp_path):
     http = deployment.session()
     # The admin the collection expects, made the only way there is: the CLI.
-    response = http.post(f"{deployment.url}/register",
-                         json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+    response = http.post(f"{deployment.url}/register", json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
     assert response.status_code == 201, response.text
     made = flask_cli(deployment.env, "make-admin", ADMIN_USERNAME)
     assert ADMIN_USERNAME in made.stdout
 
     report = tmp_path / "newman.json"
     result = subprocess.run(
-        [str(newman_bin), "run", str(COLLECTION), "-e", str(ENVIRONMENT),
-         "--env-var", f"base_url={deployment.url}",
-         "--env-var", f"admin_username={ADMIN_USERNAME}",
-         "--env-var", f"admin_password={ADMIN_PASSWORD}",
-         "--ssl-extra-ca-certs", str(deployment.nginx.cert),
-         # Twice over, on the same database: each run makes its own names.
-         "--iteration-count", "2",
-         "--reporters", "cli,json", "--reporter-json-export", str(report),
-         "--color", "off", "--disable-unicode"],
-        capture_output=True, text=True, timeout=120)
+        [
+            str(newman_bin),
+            "run",
+            str(COLLECTION),
+            "-e",
+            str(ENVIRONMENT),
+            "--env-var",
+            f"base_url={deployment.url}",
+            "--env-var",
+            f"admin_username={ADMIN_USERNAME}",
+            "--env-var",
+            f"admin_password={ADMIN_PASSWORD}",
+            "--ssl-extra-ca-certs",
+            str(deployment.nginx.cert),
+            # Twice over, on the same database: each run makes its own names.
+            "--iteration-count",
+            "2",
+            "--reporters",
+            "cli,json",
+            "--reporter-json-export",
+            str(report),
+            "--color",
+            "off",
+            "--disable-unicode",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     run = json.loads(report.read_text())["run"]
     stats = run["stats"]
-    failures = [f"{f['source'].get('name')}: {f['error'].get('test') or ''} {f['error']['message']}"
-                for f in run["failures"]]
-    print(f"newman through Nginx: {stats['requests']['total']} requests "
-          f"({stats['requests']['failed']} failed), {stats['assertions']['total']} assertions "
-          f"({stats['assertions']['failed']} failed), exit {result.returncode}")
+    failures = [
+        f"{f['source'].get('name')}: {f['error'].get('test') or ''} {f['error']['message']}" for f in run["failures"]
+    ]
+    print(
+        f"newman through Nginx: {stats['requests']['total']} requests "
+        f"({stats['requests']['failed']} failed), {stats['assertions']['total']} assertions "
+        f"({stats['assertions']['failed']} failed), exit {result.returncode}"
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     assert failures == []
     assert stats["requests"]["failed"] == 0
@@ -93,12 +114,15 @@ def test_logout_through_nginx_is_refused_by_both_instances(deployment):
     assert http.post(f"{url}/logout", headers=access).status_code == 200
 
     for instance in deployment.instances:
-        for method, path, headers in [("GET", "/items", access),
-                                      ("POST", "/refresh", refresh),
-                                      *[("GET", "/items", h) for h in refreshed.values()]]:
+        for method, path, headers in [
+            ("GET", "/items", access),
+            ("POST", "/refresh", refresh),
+            *[("GET", "/items", h) for h in refreshed.values()],
+        ]:
             answer = uwsgi_request(instance.port, method, path, headers=headers)
-            assert (answer.status, answer.json()["error"]) == (401, "token_revoked"), \
+            assert (answer.status, answer.json()["error"]) == (401, "token_revoked"), (
                 f"{method} {path} on instance {instance.port}: {answer.status} {answer.body!r}"
+            )
 
     # And through Nginx, whichever instance answers.
     served_before = [instance.served() for instance in deployment.instances]
@@ -106,8 +130,10 @@ def test_logout_through_nginx_is_refused_by_both_instances(deployment):
         answer = http.get(f"{url}/items", headers=access)
         assert (answer.status_code, answer.json()["error"]) == (401, "token_revoked")
     served_after = [instance.served() for instance in deployment.instances]
-    assert all(after > before for before, after in zip(served_before, served_after, strict=True)), \
-        (served_before, served_after)
+    assert all(after > before for before, after in zip(served_before, served_after, strict=True)), (
+        served_before,
+        served_after,
+    )
 
 
 def test_nginx_serves_from_the_other_instance_when_one_is_down(deployment):

@@ -65,24 +65,31 @@ def all_accepted(port, count):
 
 def workers_in_request(stats_port):
     """How many workers are inside a request, from uWSGI's stats server."""
-    return sum(1 for worker in uwsgi_workers(stats_port)
-               if any(core["in_request"] for core in worker["cores"]))
+    return sum(1 for worker in uwsgi_workers(stats_port) if any(core["in_request"] for core in worker["cores"]))
 
 
 def test_sigterm_finishes_every_accepted_request(empty_database, tmp_path):
     port, stats_port = free_port(), free_port()
-    env = app_env(empty_database, PORT=str(port), WEB_CONCURRENCY=str(PROCESSES),
-                  # Costlier hashing than the default makes each login take
-                  # ~0.15 s of CPU, so all of them are still running at SIGTERM.
-                  ARGON2_TIME_COST="12")
+    env = app_env(
+        empty_database,
+        PORT=str(port),
+        WEB_CONCURRENCY=str(PROCESSES),
+        # Costlier hashing than the default makes each login take
+        # ~0.15 s of CPU, so all of them are still running at SIGTERM.
+        ARGON2_TIME_COST="12",
+    )
     flask_cli(env, "db", "upgrade")
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "uwsgi.log"
     with open(log_path, "w") as log:
-        server = subprocess.Popen([str(BIN / "uwsgi"), "--ini", "uwsgi.ini",
-                                   "--stats", f"127.0.0.1:{stats_port}"],
-                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            [str(BIN / "uwsgi"), "--ini", "uwsgi.ini", "--stats", f"127.0.0.1:{stats_port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     http = requests.Session()
     http.trust_env = False
     try:
@@ -125,15 +132,18 @@ def test_sigterm_finishes_every_accepted_request(empty_database, tmp_path):
         stopped_after = time.monotonic() - signalled_at
         outcomes = [outcome for outcome, _ in results]
         finished_after_signal = sum(1 for _, done in results if done > signalled_at)
-        print(f"graceful stop: {IN_FLIGHT} accepted logins in flight at SIGTERM, "
-              f"{outcomes.count('ok')} answered 200 ({finished_after_signal} of them after the signal), "
-              f"master exited {server.returncode} after {stopped_after:.2f}s")
+        print(
+            f"graceful stop: {IN_FLIGHT} accepted logins in flight at SIGTERM, "
+            f"{outcomes.count('ok')} answered 200 ({finished_after_signal} of them after the signal), "
+            f"master exited {server.returncode} after {stopped_after:.2f}s"
+        )
 
         lost = [outcome for outcome in outcomes if outcome != "ok"]
         assert not lost, (
             f"{len(lost)} of {IN_FLIGHT} accepted requests got no complete response, e.g. {lost[0]!r}. "
             "uWSGI 2.0 stops gracefully on SIGTERM only with uwsgi.ini's "
-            "`hook-master-start = unix_signal:15 gracefully_kill_them_all` (next to die-on-term).")
+            "`hook-master-start = unix_signal:15 gracefully_kill_them_all` (next to die-on-term)."
+        )
         # They were really in flight: they all finished after the signal.
         assert finished_after_signal == IN_FLIGHT
         assert server.returncode == 0

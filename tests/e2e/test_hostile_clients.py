@@ -46,15 +46,15 @@ def owner(deployment):
 def put_item(deployment, headers, encoded_name, price, store_id):
     """PUT /item/<encoded_name>, the path sent byte for byte as given."""
     http = deployment.session()
-    request = requests.Request("PUT", f"{deployment.url}/item/{encoded_name}", headers=headers,
-                               json={"price": price, "store_id": store_id}).prepare()
+    request = requests.Request(
+        "PUT", f"{deployment.url}/item/{encoded_name}", headers=headers, json={"price": price, "store_id": store_id}
+    ).prepare()
     request.url = f"{deployment.url}/item/{encoded_name}"  # no re-quoting, no normalising
     return http.send(request, timeout=10)
 
 
 def get_item(deployment, headers, name):
-    return deployment.session().get(f"{deployment.url}/item/{quote(name, safe='')}",
-                                    headers=headers, timeout=10)
+    return deployment.session().get(f"{deployment.url}/item/{quote(name, safe='')}", headers=headers, timeout=10)
 
 
 def test_dot_segments_in_a_name_never_reach_another_item(deployment, owner):
@@ -85,9 +85,12 @@ def test_encoded_slashes_are_kept_as_the_client_sent_them(deployment, owner):
 def test_chunked_json_body_through_nginx(deployment):
     body = json.dumps({"username": "chunked_via_nginx", "password": "chunked-password"}).encode()
     # A generator body makes requests send Transfer-Encoding: chunked.
-    response = deployment.session().post(f"{deployment.url}/register",
-                                         data=iter([body[:7], body[7:]]),
-                                         headers={"Content-Type": "application/json"}, timeout=10)
+    response = deployment.session().post(
+        f"{deployment.url}/register",
+        data=iter([body[:7], body[7:]]),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert response.request.headers.get("Transfer-Encoding") == "chunked"
     assert response.status_code == 201, response.text
 
@@ -105,10 +108,12 @@ def test_login_flood_gets_nginx_429_in_the_envelope(deployment):
     """40 logins at once from one address: 10 go through at once, 20 more are
     held back to 2 a second (all 30 reach the app: 401, no such user), the
     other 10 are refused by Nginx."""
+
     def attempt(_):
         flooder = https_from(deployment, "127.0.0.51")  # a connection each, all at once
-        return flooder.post(f"{deployment.url}/login",
-                            json={"username": "nobody", "password": "wrong-password"}, timeout=30)
+        return flooder.post(
+            f"{deployment.url}/login", json={"username": "nobody", "password": "wrong-password"}, timeout=30
+        )
 
     with ThreadPoolExecutor(40) as pool:
         answers = list(pool.map(attempt, range(40)))
@@ -121,7 +126,8 @@ def test_login_flood_gets_nginx_429_in_the_envelope(deployment):
     assert int(limited.headers["Retry-After"]) > 0
     # Another address is not affected.
     other = https_from(deployment, "127.0.0.52").post(
-        f"{deployment.url}/login", json={"username": "nobody", "password": "wrong-password"}, timeout=10)
+        f"{deployment.url}/login", json={"username": "nobody", "password": "wrong-password"}, timeout=10
+    )
     assert other.status_code == 401, other.text
 
 
@@ -135,6 +141,7 @@ def test_content_type_options_sent_once(deployment):
 
 def test_tls_1_2_cbc_sha1_suite_is_refused(deployment):
     """Mozilla's intermediate profile: no CBC, no SHA-1 MAC on TLS 1.2."""
+
     def handshake(cipher):
         context = ssl.create_default_context(cafile=str(deployment.nginx.cert))
         context.maximum_version = ssl.TLSVersion.TLSv1_2

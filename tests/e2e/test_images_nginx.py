@@ -75,8 +75,9 @@ def image_deployment(tmp_path_factory, nginx_bin):
     shared = Path(tempfile.mkdtemp(prefix="stores-api-images-"))
     os.chmod(shared, 0o755)
     images_dir = shared / "images"
-    env = app_env(database_url, services.REDIS_URL, IMAGE_STORAGE=f"file://{images_dir}",
-                  IMAGE_ACCEL_REDIRECT="/_images/")
+    env = app_env(
+        database_url, services.REDIS_URL, IMAGE_STORAGE=f"file://{images_dir}", IMAGE_ACCEL_REDIRECT="/_images/"
+    )
     flask_cli(env, "db", "upgrade")
     logs = tmp_path_factory.mktemp("images-deployment")
     instance = UwsgiInstance(env, logs, "uwsgi-images")
@@ -101,8 +102,7 @@ def item_path(image_deployment):
     token = http.post(f"{url}/login", json=credentials).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     store = http.post(f"{url}/store/image_shop", headers=headers).json()
-    response = http.post(f"{url}/item/deploy%2Flamp", json={"price": 3, "store_id": store["id"]},
-                         headers=headers)
+    response = http.post(f"{url}/item/deploy%2Flamp", json={"price": 3, "store_id": store["id"]}, headers=headers)
     assert response.status_code == 201, response.text
     return "deploy%2Flamp", headers
 
@@ -119,14 +119,17 @@ def test_upload_at_the_limit_is_accepted_and_one_byte_more_is_413(image_deployme
     http, url = image_deployment.session(), image_deployment.url
     path, headers = item_path
     at_limit = padded_jpeg(IMAGE_MAX_BYTES)
-    response = http.put(f"{url}/item/{path}/image", headers=headers,
-                        files={"image": ("lamp.jpg", at_limit, "image/jpeg")})
+    response = http.put(
+        f"{url}/item/{path}/image", headers=headers, files={"image": ("lamp.jpg", at_limit, "image/jpeg")}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["image_url"]
 
     over = padded_jpeg(IMAGE_MAX_BYTES + 1)
-    for kwargs in ({"files": {"image": ("lamp.jpg", over, "image/jpeg")}},
-                   {"data": over, "headers": {**headers, "Content-Type": "image/jpeg"}}):
+    for kwargs in (
+        {"files": {"image": ("lamp.jpg", over, "image/jpeg")}},
+        {"data": over, "headers": {**headers, "Content-Type": "image/jpeg"}},
+    ):
         kwargs.setdefault("headers", headers)
         answer = http.put(f"{url}/item/{path}/image", **kwargs)
         assert answer.status_code == 413, answer.text
@@ -138,19 +141,20 @@ def test_body_over_the_routes_nginx_limit_is_413_json_from_nginx(image_deploymen
     http, url = image_deployment.session(), image_deployment.url
     path, headers = item_path
     served_before = image_deployment.instance.served()
-    answer = http.put(f"{url}/item/{path}/image", data=b"\0" * (6 * 1024 * 1024),
-                      headers={**headers, "Content-Type": "image/jpeg"})
+    answer = http.put(
+        f"{url}/item/{path}/image", data=b"\0" * (6 * 1024 * 1024), headers={**headers, "Content-Type": "image/jpeg"}
+    )
     assert answer.status_code == 413
-    assert answer.json() == {"error": "payload_too_large",
-                             "message": "The image is larger than 5242880 bytes."}
+    assert answer.json() == {"error": "payload_too_large", "message": "The image is larger than 5242880 bytes."}
     assert image_deployment.instance.served() == served_before  # never reached uWSGI
 
 
 def test_other_routes_keep_the_64k_limit_through_nginx(image_deployment, item_path):
     http, url = image_deployment.session(), image_deployment.url
     path, headers = item_path
-    answer = http.put(f"{url}/item/{path}", data=b"{" + b" " * 70000 + b"}",
-                      headers={**headers, "Content-Type": "application/json"})
+    answer = http.put(
+        f"{url}/item/{path}", data=b"{" + b" " * 70000 + b"}", headers={**headers, "Content-Type": "application/json"}
+    )
     assert answer.status_code == 413
     assert answer.json()["error"] == "payload_too_large"
 
@@ -158,8 +162,9 @@ def test_other_routes_keep_the_64k_limit_through_nginx(image_deployment, item_pa
 def test_versioned_url_is_sent_by_nginx_without_the_app(image_deployment, item_path):
     http, url = image_deployment.session(), image_deployment.url
     path, headers = item_path
-    body = http.put(f"{url}/item/{path}/image", headers=headers,
-                    files={"image": ("x.jpg", samples.jpeg((900, 600)), "image/jpeg")}).json()
+    body = http.put(
+        f"{url}/item/{path}/image", headers=headers, files={"image": ("x.jpg", samples.jpeg((900, 600)), "image/jpeg")}
+    ).json()
     image_url, key = body["image_url"], body["image_url"].split("?v=")[1]
     stored = (image_deployment.images_dir / key[:2] / key).read_bytes()
     from_app = http.get(f"{url}/item/{path}/image")  # unversioned: the app answers
@@ -193,12 +198,14 @@ def test_versioned_url_is_sent_by_nginx_without_the_app(image_deployment, item_p
         assert answer.headers["Cache-Control"] == "public, no-cache"
 
 
-def test_unversioned_get_is_sent_by_nginx_via_x_accel_redirect_with_etag_and_304(image_deployment,
-                                                                                 item_path):
+def test_unversioned_get_is_sent_by_nginx_via_x_accel_redirect_with_etag_and_304(image_deployment, item_path):
     http, url = image_deployment.session(), image_deployment.url
     path, headers = item_path
-    http.put(f"{url}/item/{path}/image", headers=headers,
-             files={"image": ("x.png", samples.png_with_transparency(), "image/png")})
+    http.put(
+        f"{url}/item/{path}/image",
+        headers=headers,
+        files={"image": ("x.png", samples.png_with_transparency(), "image/png")},
+    )
     plain = f"/item/{path}/image"
 
     # The app itself, asked over its socket, hands the file to Nginx.
@@ -233,8 +240,9 @@ def test_unversioned_get_is_sent_by_nginx_via_x_accel_redirect_with_etag_and_304
 def test_a_deleted_image_is_404_on_both_urls(image_deployment, item_path):
     http, url = image_deployment.session(), image_deployment.url
     path, headers = item_path
-    image_url = http.put(f"{url}/item/{path}/image", headers=headers,
-                         files={"image": ("x.webp", samples.webp(), "image/webp")}).json()["image_url"]
+    image_url = http.put(
+        f"{url}/item/{path}/image", headers=headers, files={"image": ("x.webp", samples.webp(), "image/webp")}
+    ).json()["image_url"]
     assert http.get(f"{url}{image_url}").headers["Content-Type"] == "image/webp"
     assert http.delete(f"{url}/item/{path}/image", headers=headers).status_code == 200
     for target in (f"/item/{path}/image", image_url):
@@ -244,28 +252,51 @@ def test_a_deleted_image_is_404_on_both_urls(image_deployment, item_path):
 
 def test_images_postman_collection_passes_through_nginx(image_deployment, newman_bin, tmp_path):
     http = image_deployment.session()
-    response = http.post(f"{image_deployment.url}/register",
-                         json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+    response = http.post(
+        f"{image_deployment.url}/register", json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}
+    )
     assert response.status_code == 201, response.text
     flask_cli(image_deployment.env, "make-admin", ADMIN_USERNAME)
 
     report = tmp_path / "newman.json"
     result = subprocess.run(
-        [str(newman_bin), "run", str(IMAGES_COLLECTION), "-e", str(ENVIRONMENT),
-         "--working-dir", str(ROOT / "postman"),
-         "--env-var", f"base_url={image_deployment.url}",
-         "--env-var", f"admin_username={ADMIN_USERNAME}",
-         "--env-var", f"admin_password={ADMIN_PASSWORD}",
-         "--ssl-extra-ca-certs", str(image_deployment.nginx.cert),
-         "--reporters", "cli,json", "--reporter-json-export", str(report),
-         "--color", "off", "--disable-unicode"],
-        capture_output=True, text=True, timeout=120)
+        [
+            str(newman_bin),
+            "run",
+            str(IMAGES_COLLECTION),
+            "-e",
+            str(ENVIRONMENT),
+            "--working-dir",
+            str(ROOT / "postman"),
+            "--env-var",
+            f"base_url={image_deployment.url}",
+            "--env-var",
+            f"admin_username={ADMIN_USERNAME}",
+            "--env-var",
+            f"admin_password={ADMIN_PASSWORD}",
+            "--ssl-extra-ca-certs",
+            str(image_deployment.nginx.cert),
+            "--reporters",
+            "cli,json",
+            "--reporter-json-export",
+            str(report),
+            "--color",
+            "off",
+            "--disable-unicode",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     run = json.loads(report.read_text())["run"]
     stats = run["stats"]
-    failures = [f"{f['source'].get('name')}: {f['error'].get('test') or ''} {f['error']['message']}"
-                for f in run["failures"]]
-    print(f"images collection through Nginx: {stats['requests']['total']} requests, "
-          f"{stats['assertions']['total']} assertions ({stats['assertions']['failed']} failed)")
+    failures = [
+        f"{f['source'].get('name')}: {f['error'].get('test') or ''} {f['error']['message']}" for f in run["failures"]
+    ]
+    print(
+        f"images collection through Nginx: {stats['requests']['total']} requests, "
+        f"{stats['assertions']['total']} assertions ({stats['assertions']['failed']} failed)"
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     assert failures == []
     assert stats["requests"]["total"] == len(json.loads(IMAGES_COLLECTION.read_text())["item"])

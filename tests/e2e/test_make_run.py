@@ -37,20 +37,27 @@ STOP_WITHIN = 3.0
 @pytest.fixture
 def dev_env(tmp_path):
     """make run's environment: development settings, SQLite, migrated; a free port."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "APP_ENV", "WEB_CONCURRENCY")
-           and not k.startswith("UWSGI_")}
-    env.update(PORT=str(free_port()), DATABASE_URL=f"sqlite:///{tmp_path / 'dev.db'}",
-               JWT_SECRET_KEY="make-run-test-secret-key-32-bytes-long", APP_ENV="development",
-               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "APP_ENV", "WEB_CONCURRENCY") and not k.startswith("UWSGI_")
+    }
+    env.update(
+        PORT=str(free_port()),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'dev.db'}",
+        JWT_SECRET_KEY="make-run-test-secret-key-32-bytes-long",
+        APP_ENV="development",
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     migrate(env)
     return env
 
 
 def start(command, env, log_path):
     with open(log_path, "w") as log:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # its own group, as a terminal gives it
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )  # its own group, as a terminal gives it
 
 
 def wait_for_text(log_path, text, proc, timeout=30):
@@ -92,8 +99,12 @@ def test_make_run_says_where_it_serves(dev_env, tmp_path):
         assert f"Stores API serving on {url} - docs at {url}/docs" in output
         # The banner's warnings a newcomer cannot judge are folded away
         # (deploy/dev_server.py explains each).
-        for noise in ("no internal routing support", "harakiri without post buffering",
-                      "running as root", "*** Starting uWSGI"):
+        for noise in (
+            "no internal routing support",
+            "harakiri without post buffering",
+            "running as root",
+            "*** Starting uWSGI",
+        ):
             assert noise not in output
         assert requests.get(f"{url}/docs", timeout=5).status_code == 200
     finally:
@@ -109,8 +120,9 @@ def test_make_run_shows_why_it_could_not_start(dev_env, tmp_path):
     with socket.socket() as s:
         s.bind(("0.0.0.0", busy))
         s.listen()
-        result = subprocess.run(DEV_SERVER, cwd=ROOT, env={**dev_env, "PORT": str(busy)},
-                                capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            DEV_SERVER, cwd=ROOT, env={**dev_env, "PORT": str(busy)}, capture_output=True, text=True, timeout=30
+        )
     assert result.returncode != 0
     assert "Address already in use" in result.stdout
     assert "serving on" not in result.stdout
@@ -118,7 +130,7 @@ def test_make_run_shows_why_it_could_not_start(dev_env, tmp_path):
 
 # The moments of a start: right away (the master is still setting up), while
 # the workers load the app (the moment that used to hang 20 s), and once serving.
-POST_FORK = '(post-fork)'  # uwsgi.ini's hook-post-fork lines, one pair per worker
+POST_FORK = "(post-fork)"  # uwsgi.ini's hook-post-fork lines, one pair per worker
 
 
 def wait_until_serving(port, log_path):

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.live
 
 # /status/<code> answers that status with the app's own JSON error; any other
 # path echoes the environ's strings and the length of the body received.
-ECHO_APP = textwrap.dedent('''
+ECHO_APP = textwrap.dedent("""
     import json
 
     def application(environ, start_response):
@@ -37,7 +37,7 @@ ECHO_APP = textwrap.dedent('''
         fields["body_length"] = len(environ["wsgi.input"].read())
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(fields).encode()]
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +57,21 @@ def nginx_with_echo(nginx_bin, tmp_path_factory):
     (folder / "echo.py").write_text(ECHO_APP)
     port = free_port()
     uwsgi = subprocess.Popen(
-        [str(BIN / "uwsgi"), "--socket", f"127.0.0.1:{port}",
-         "--wsgi-file", str(folder / "echo.py"), "--master", "--processes", "1", "--disable-logging"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            str(BIN / "uwsgi"),
+            "--socket",
+            f"127.0.0.1:{port}",
+            "--wsgi-file",
+            str(folder / "echo.py"),
+            "--master",
+            "--processes",
+            "1",
+            "--disable-logging",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     nginx = NginxServer([f"127.0.0.1:{port}"], prefix=folder / "nginx")
     try:
         wait_for_port(port, 15, uwsgi)
@@ -100,12 +112,14 @@ def test_backend_down_is_503_json_with_retry_after(nginx_without_backend):
 
 def test_body_over_65536_bytes_is_413_json(nginx_without_backend):
     http = client(nginx_without_backend)
-    too_big = http.post(f"{nginx_without_backend.base_url}/register", data=b"x" * 65537,
-                        headers={"Content-Type": "application/json"})
+    too_big = http.post(
+        f"{nginx_without_backend.base_url}/register", data=b"x" * 65537, headers={"Content-Type": "application/json"}
+    )
     assert_envelope(too_big, 413, "payload_too_large")
     # Exactly the limit passes Nginx (and meets the missing backend).
-    at_limit = http.post(f"{nginx_without_backend.base_url}/register", data=b"x" * 65536,
-                         headers={"Content-Type": "application/json"})
+    at_limit = http.post(
+        f"{nginx_without_backend.base_url}/register", data=b"x" * 65536, headers={"Content-Type": "application/json"}
+    )
     assert at_limit.status_code == 503
 
 
@@ -133,8 +147,9 @@ def test_plain_http_redirects_to_https_with_json(nginx_without_backend):
 
 
 def test_redirect_ignores_the_host_the_client_sends(nginx_without_backend):
-    response = requests.get(f"{nginx_without_backend.http_url}/health", allow_redirects=False,
-                            headers={"Host": "evil.example"})
+    response = requests.get(
+        f"{nginx_without_backend.http_url}/health", allow_redirects=False, headers={"Host": "evil.example"}
+    )
     assert response.status_code == 308
     assert response.headers["Location"] == "https://api.example.com/health"
 
@@ -144,8 +159,7 @@ def open_partial_tls_requests(nginx, count, source):
     context = ssl.create_default_context(cafile=str(nginx.cert))
     held = []
     for _ in range(count):
-        raw = socket.create_connection(("127.0.0.1", nginx.https_port), timeout=5,
-                                       source_address=(source, 0))
+        raw = socket.create_connection(("127.0.0.1", nginx.https_port), timeout=5, source_address=(source, 0))
         tls = context.wrap_socket(raw, server_hostname="localhost")
         tls.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
         held.append(tls)
@@ -189,7 +203,8 @@ def test_environ_carries_client_address_scheme_and_host(nginx_with_echo):
     response = client(nginx_with_echo).get(
         f"{nginx_with_echo.base_url}/stores?page=2",
         # A client cannot pass itself off as another address.
-        headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "http"})
+        headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "http"},
+    )
     assert response.status_code == 200
     environ = response.json()
     assert environ["REMOTE_ADDR"] == "127.0.0.1"
@@ -216,8 +231,9 @@ def test_app_errors_pass_through_untouched(nginx_with_echo):
 
 def test_body_at_the_limit_reaches_the_app_whole(nginx_with_echo):
     body = b"y" * 65536
-    response = client(nginx_with_echo).post(f"{nginx_with_echo.base_url}/echo", data=body,
-                                            headers={"Content-Type": "application/octet-stream"})
+    response = client(nginx_with_echo).post(
+        f"{nginx_with_echo.base_url}/echo", data=body, headers={"Content-Type": "application/octet-stream"}
+    )
     assert response.status_code == 200
     assert response.json()["body_length"] == len(body)
 
@@ -226,8 +242,10 @@ def test_path_goes_on_exactly_as_the_client_encoded_it(nginx_with_echo):
     with socket.create_connection(("127.0.0.1", nginx_with_echo.https_port), timeout=5) as raw:
         context = ssl.create_default_context(cafile=str(nginx_with_echo.cert))
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.sendall(b"GET /item/drafts%2F..%2Fbob-widget/a%2F%2Fb?x=%2F HTTP/1.0\r\n"
-                        b"Host: localhost\r\nConnection: close\r\n\r\n")
+            tls.sendall(
+                b"GET /item/drafts%2F..%2Fbob-widget/a%2F%2Fb?x=%2F HTTP/1.0\r\n"
+                b"Host: localhost\r\nConnection: close\r\n\r\n"
+            )
             answer = b"".join(iter(lambda: tls.recv(65536), b""))
     environ = json.loads(answer.partition(b"\r\n\r\n")[2])
     assert environ["PATH_INFO"] == "/item/drafts%2F..%2Fbob-widget/a%2F%2Fb"
@@ -236,8 +254,11 @@ def test_path_goes_on_exactly_as_the_client_encoded_it(nginx_with_echo):
 
 def test_chunked_body_reaches_uwsgi_with_its_length(nginx_with_echo):
     body = b"z" * 5000
-    response = client(nginx_with_echo).post(f"{nginx_with_echo.base_url}/echo", data=iter([body[:100], body[100:]]),
-                                            headers={"Content-Type": "application/json"})
+    response = client(nginx_with_echo).post(
+        f"{nginx_with_echo.base_url}/echo",
+        data=iter([body[:100], body[100:]]),
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 200
     environ = response.json()
     assert environ["body_length"] == len(body)

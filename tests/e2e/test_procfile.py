@@ -41,15 +41,17 @@ def test_procfile_release_then_web(empty_database, honcho_bin, tmp_path):
     honcho = [str(honcho_bin), "--env", str(no_dotenv)]
 
     assert "users" not in tables(empty_database)
-    release = subprocess.run([*honcho, "start", "release"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
+    release = subprocess.run(
+        [*honcho, "start", "release"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert release.returncode == 0, release.stdout + release.stderr
     assert {"users", "stores", "items"} <= tables(empty_database)
 
     log_path = tmp_path / "honcho-web.log"
     with open(log_path, "w") as log:
-        web = subprocess.Popen([*honcho, "start", "web"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+        web = subprocess.Popen(
+            [*honcho, "start", "web"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_for_port(port, 30, web)
         url = f"http://127.0.0.1:{port}"

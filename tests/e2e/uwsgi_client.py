@@ -32,8 +32,16 @@ def _pair(key: str, value: str) -> bytes:
     return struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v
 
 
-def uwsgi_request(port: int, method: str, path: str, *, headers: dict[str, str] | None = None,
-                  body: bytes = b"", host: str = "127.0.0.1", timeout: float = 10.0) -> Response:
+def uwsgi_request(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    host: str = "127.0.0.1",
+    timeout: float = 10.0,
+) -> Response:
     """Send one request to the uwsgi socket at host:port and return its response."""
     path_info, _, query = path.partition("?")
     environ = {

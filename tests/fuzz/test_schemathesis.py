@@ -71,8 +71,13 @@ def register(url, username):
 
 
 def make_admin(server, username):
-    subprocess.run([str(BIN / "flask"), "--app", "app", "make-admin", username],
-                   cwd=ROOT, env=server.env, check=True, capture_output=True)
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "app", "make-admin", username],
+        cwd=ROOT,
+        env=server.env,
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +108,7 @@ FUZZ_USER_IDS_FROM = 1_500_000_000
 def set_next_user_id(database_url, next_id):
     engine = sqlalchemy.create_engine(sqlalchemy_url(database_url))
     with engine.begin() as conn:
-        conn.execute(sqlalchemy.text("SELECT setval(pg_get_serial_sequence('users', 'id'), :n, false)"),
-                     {"n": next_id})
+        conn.execute(sqlalchemy.text("SELECT setval(pg_get_serial_sequence('users', 'id'), :n, false)"), {"n": next_id})
     engine.dispose()
 
 
@@ -121,8 +125,9 @@ def make_fuzz_users(server, database_url):
     # A few stores with small ids, so that generated item bodies (whose
     # store_id favours small numbers) often name a store and get created.
     for n in range(1, 4):
-        response = requests.post(f"{url}/store/fuzz-store-{n}", timeout=10,
-                                 headers={"Authorization": f"Bearer {fuzzer['access_token']}"})
+        response = requests.post(
+            f"{url}/store/fuzz-store-{n}", timeout=10, headers={"Authorization": f"Bearer {fuzzer['access_token']}"}
+        )
         assert response.status_code == 201, response.text
     return {
         "FUZZ_ACCESS_TOKEN": fuzzer["access_token"],
@@ -144,15 +149,23 @@ DEFAULT_SEED = "20261124"
 
 def schemathesis_command(url):
     command = [
-        str(BIN / "schemathesis"), "--config-file", str(CONFIG), "--no-color",
-        "run", f"{url}/openapi.json",
-        "--max-examples", os.environ.get("FUZZ_MAX_EXAMPLES", "300"),
+        str(BIN / "schemathesis"),
+        "--config-file",
+        str(CONFIG),
+        "--no-color",
+        "run",
+        f"{url}/openapi.json",
+        "--max-examples",
+        os.environ.get("FUZZ_MAX_EXAMPLES", "300"),
         # One worker: with threads, CPython 3.11's ast.parse (which hypothesis
         # calls) can fail with "AST constructor recursion depth mismatch"
         # (python/cpython#106905), which schemathesis reports as an error.
-        "--workers", "1",
-        "--request-timeout", "10",
-        "--generation-database", "none",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "10",
+        "--generation-database",
+        "none",
     ]
     seed = os.environ.get("FUZZ_SEED", DEFAULT_SEED)
     if seed != "random":
@@ -168,8 +181,7 @@ def test_live_api_conforms_to_its_openapi_document(server, tokens, tmp_path):
     limit = int(os.environ.get("FUZZ_MAX_TIME") or 600) + 300
     # Not captured here: pytest captures the output (and shows it with the
     # failure, or live with -s), so a long `make fuzz` run shows its progress.
-    result = subprocess.run(schemathesis_command(server.url), cwd=tmp_path,
-                            env={**os.environ, **tokens}, timeout=limit)
+    result = subprocess.run(schemathesis_command(server.url), cwd=tmp_path, env={**os.environ, **tokens}, timeout=limit)
     assert result.returncode == 0, (
         f"schemathesis found failures (exit {result.returncode}); its report, "
         "with a curl line for each failing request, is in the captured output above"
