@@ -85,18 +85,21 @@ class StoreModel(db.Model):
             .all()
         )
         items_by_store = {store.id: [] for store in stores}
-        # At most `embedded` items per store, by id: numbered per store in SQL.
-        position = func.row_number().over(partition_by=ItemModel.store_id, order_by=ItemModel.id)
-        numbered = (
-            select(*ITEM_COLUMNS, position.label("position")).where(ItemModel.store_id.in_(items_by_store)).subquery()
-        )
-        query = (
-            select(*(numbered.c[column.key] for column in ITEM_COLUMNS))
-            .where(numbered.c.position <= embedded)
-            .order_by(numbered.c.store_id, numbered.c.id)
-        )
-        for item in db.session.connection().execute(query):
-            items_by_store[item.store_id].append(item_json(item))
+        in_page = ItemModel.store_id.in_(items_by_store)
+        if all(store.items_total <= embedded for store in stores):
+            # Every item of these stores fits: a plain select, no numbering.
+            query = select(*ITEM_COLUMNS).where(in_page).order_by(ItemModel.id)
+        else:
+            # At most `embedded` items per store, by id: numbered per store in SQL.
+            position = func.row_number().over(partition_by=ItemModel.store_id, order_by=ItemModel.id)
+            numbered = select(*ITEM_COLUMNS, position.label("position")).where(in_page).subquery()
+            query = (
+                select(*(numbered.c[column.key] for column in ITEM_COLUMNS))
+                .where(numbered.c.position <= embedded)
+                .order_by(numbered.c.id)
+            )
+        for item in db.session.connection().execute(query).all():
+            items_by_store[item[3]].append(item_json(item))  # item[3]: store_id
         return [store_json(store, items_by_store[store.id], store.items_total) for store in stores], total
 
 
