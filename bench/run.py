@@ -526,8 +526,19 @@ def main():
     if not args.bare_only:
         print(report.targets(bench.measurements, comparators, bench.rss_by_server, bench.argon2_info))
     destination = args.results or (OUT_DIR / "RESULTS-bare-only.md" if args.bare_only else BENCH_DIR / "RESULTS.md")
-    destination.write_text(text)
+    destination.write_text(keep_other_sections(text, destination))
     print(f"\nwritten to {destination}")
+
+
+# Below this line RESULTS.md holds what other scripts (image_bench.py, mixed.py,
+# webhooks.py) and people wrote; this script rewrites only what is above it.
+KEEP_MARKER = "<!-- bench/run.py writes everything above this line; what follows is kept -->"
+
+
+def keep_other_sections(text, destination):
+    old = destination.read_text() if destination.exists() else ""
+    kept = old.split(KEEP_MARKER, 1)[1] if KEEP_MARKER in old else "\n"
+    return text.rstrip() + "\n\n" + KEEP_MARKER + kept
 
 
 if __name__ == "__main__":
