@@ -101,6 +101,40 @@ def flask_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+def run_newman(newman_bin, collection, tmp_path, label, env_vars, *options):
+    """Run a Postman collection with newman (the local environment file, the
+    given variables and options), print its counts, and assert that every
+    request and assertion passed. Returns newman's run statistics."""
+    report = tmp_path / f"newman-{label}.json"
+    args = [str(newman_bin), "run", str(collection), "-e", str(ENVIRONMENT)]
+    for key, value in env_vars.items():
+        args += ["--env-var", f"{key}={value}"]
+    args += [
+        *options,
+        "--reporters",
+        "cli,json",
+        "--reporter-json-export",
+        str(report),
+        "--color",
+        "off",
+        "--disable-unicode",
+    ]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    run = json.loads(report.read_text())["run"]
+    stats = run["stats"]
+    failures = [
+        f"{f['source'].get('name')}: {f['error'].get('test') or ''} {f['error']['message']}" for f in run["failures"]
+    ]
+    print(
+        f"newman ({label}): {stats['requests']['total']} requests ({stats['requests']['failed']} failed), "
+        f"{stats['assertions']['total']} assertions ({stats['assertions']['failed']} failed), "
+        f"exit {result.returncode}"
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert failures == []
+    return stats
+
+
 def stop_process_group(proc: subprocess.Popen | None, sig: int = signal.SIGINT, timeout: float = 15) -> None:
     """Stop a process started with start_new_session=True, and anything it left."""
     if proc is None:

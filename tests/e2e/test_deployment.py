@@ -9,7 +9,6 @@
 """
 
 import json
-import subprocess
 import time
 
 import pytest
@@ -18,8 +17,8 @@ from tests.e2e.conftest import (
     ADMIN_PASSWORD,
     ADMIN_USERNAME,
     COLLECTION,
-    ENVIRONMENT,
     flask_cli,
+    run_newman,
 )
 from tests.e2e.uwsgi_client import uwsgi_request
 
@@ -39,50 +38,18 @@ def test_postman_collection_passes_through_nginx(deployment, newman_bin, tmp_pat
     made = flask_cli(deployment.env, "make-admin", ADMIN_USERNAME)
     assert ADMIN_USERNAME in made.stdout
 
-    report = tmp_path / "newman.json"
-    result = subprocess.run(
-        [
-            str(newman_bin),
-            "run",
-            str(COLLECTION),
-            "-e",
-            str(ENVIRONMENT),
-            "--env-var",
-            f"base_url={deployment.url}",
-            "--env-var",
-            f"admin_username={ADMIN_USERNAME}",
-            "--env-var",
-            f"admin_password={ADMIN_PASSWORD}",
-            "--ssl-extra-ca-certs",
-            str(deployment.nginx.cert),
-            # Twice over, on the same database: each run makes its own names.
-            "--iteration-count",
-            "2",
-            "--reporters",
-            "cli,json",
-            "--reporter-json-export",
-            str(report),
-            "--color",
-            "off",
-            "--disable-unicode",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    # Twice over, on the same database: each run makes its own names.
+    stats = run_newman(
+        newman_bin,
+        COLLECTION,
+        tmp_path,
+        "through Nginx",
+        {"base_url": deployment.url, "admin_username": ADMIN_USERNAME, "admin_password": ADMIN_PASSWORD},
+        "--ssl-extra-ca-certs",
+        str(deployment.nginx.cert),
+        "--iteration-count",
+        "2",
     )
-
-    run = json.loads(report.read_text())["run"]
-    stats = run["stats"]
-    failures = [
-        f"{f['source'].get('name')}: {f['error'].get('test') or ''} {f['error']['message']}" for f in run["failures"]
-    ]
-    print(
-        f"newman through Nginx: {stats['requests']['total']} requests "
-        f"({stats['requests']['failed']} failed), {stats['assertions']['total']} assertions "
-        f"({stats['assertions']['failed']} failed), exit {result.returncode}"
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
-    assert failures == []
     assert stats["requests"]["failed"] == 0
     assert stats["iterations"]["total"] == 2
     assert stats["requests"]["total"] == 2 * count_requests(json.loads(COLLECTION.read_text()))

@@ -19,7 +19,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -33,11 +32,11 @@ from tests import services
 from tests.e2e.conftest import (
     ADMIN_PASSWORD,
     ADMIN_USERNAME,
-    ENVIRONMENT,
     ROOT,
     UwsgiInstance,
     app_env,
     flask_cli,
+    run_newman,
 )
 from tests.e2e.nginx_harness import NginxServer
 from tests.e2e.uwsgi_client import uwsgi_request
@@ -258,46 +257,17 @@ def test_images_postman_collection_passes_through_nginx(image_deployment, newman
     assert response.status_code == 201, response.text
     flask_cli(image_deployment.env, "make-admin", ADMIN_USERNAME)
 
-    report = tmp_path / "newman.json"
-    result = subprocess.run(
-        [
-            str(newman_bin),
-            "run",
-            str(IMAGES_COLLECTION),
-            "-e",
-            str(ENVIRONMENT),
-            "--working-dir",
-            str(ROOT / "postman"),
-            "--env-var",
-            f"base_url={image_deployment.url}",
-            "--env-var",
-            f"admin_username={ADMIN_USERNAME}",
-            "--env-var",
-            f"admin_password={ADMIN_PASSWORD}",
-            "--ssl-extra-ca-certs",
-            str(image_deployment.nginx.cert),
-            "--reporters",
-            "cli,json",
-            "--reporter-json-export",
-            str(report),
-            "--color",
-            "off",
-            "--disable-unicode",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    env_vars = {"base_url": image_deployment.url, "admin_username": ADMIN_USERNAME, "admin_password": ADMIN_PASSWORD}
+    stats = run_newman(
+        newman_bin,
+        IMAGES_COLLECTION,
+        tmp_path,
+        "images, through Nginx",
+        env_vars,
+        "--working-dir",
+        str(ROOT / "postman"),
+        "--ssl-extra-ca-certs",
+        str(image_deployment.nginx.cert),
     )
-    run = json.loads(report.read_text())["run"]
-    stats = run["stats"]
-    failures = [
-        f"{f['source'].get('name')}: {f['error'].get('test') or ''} {f['error']['message']}" for f in run["failures"]
-    ]
-    print(
-        f"images collection through Nginx: {stats['requests']['total']} requests, "
-        f"{stats['assertions']['total']} assertions ({stats['assertions']['failed']} failed)"
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
-    assert failures == []
     assert stats["requests"]["total"] == len(json.loads(IMAGES_COLLECTION.read_text())["item"])
     assert stats["assertions"]["failed"] == 0

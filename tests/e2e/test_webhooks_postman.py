@@ -4,14 +4,11 @@ Jodoo secret set and a local receiver for the subscribed endpoint: every
 assertion passes, twice in a row on the same database. Its Jodoo requests
 sign their pushes in pre-request scripts (CryptoJS.SHA1)."""
 
-import json
-import subprocess
-
 import pytest
 import requests
 
 from tests import services
-from tests.e2e.conftest import ENVIRONMENT, ROOT, flask_cli
+from tests.e2e.conftest import ROOT, flask_cli, run_newman
 from tests.live import LiveServer
 from tests.webhook_receiver import Receiver
 
@@ -29,48 +26,13 @@ def test_webhooks_collection_passes(newman_bin, tmp_path):
         response = requests.post(f"{server.url}/register", json={"username": ADMIN, "password": PASSWORD}, timeout=10)
         assert response.status_code == 201, response.text
         flask_cli(server.env, "make-admin", ADMIN)
-        report = tmp_path / "newman.json"
-        result = subprocess.run(
-            [
-                str(newman_bin),
-                "run",
-                str(COLLECTION),
-                "-e",
-                str(ENVIRONMENT),
-                "--env-var",
-                f"base_url={server.url}",
-                "--env-var",
-                f"admin_username={ADMIN}",
-                "--env-var",
-                f"admin_password={PASSWORD}",
-                "--env-var",
-                f"jodoo_secret={SECRET}",
-                "--env-var",
-                f"receiver_url={receiver.url}",
-                "--iteration-count",
-                "2",
-                "--reporters",
-                "cli,json",
-                "--reporter-json-export",
-                str(report),
-                "--color",
-                "off",
-                "--disable-unicode",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    run = json.loads(report.read_text())["run"]
-    stats = run["stats"]
-    failures = [
-        f"{f['source'].get('name')}: {f['error'].get('test') or ''} {f['error']['message']}" for f in run["failures"]
-    ]
-    print(
-        f"newman (webhooks): {stats['requests']['total']} requests, "
-        f"{stats['assertions']['total']} assertions ({stats['assertions']['failed']} failed)"
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
-    assert failures == []
+        env_vars = {
+            "base_url": server.url,
+            "admin_username": ADMIN,
+            "admin_password": PASSWORD,
+            "jodoo_secret": SECRET,
+            "receiver_url": receiver.url,
+        }
+        stats = run_newman(newman_bin, COLLECTION, tmp_path, "webhooks", env_vars, "--iteration-count", "2")
     assert stats["assertions"]["failed"] == 0 and stats["iterations"]["total"] == 2
     assert stats["assertions"]["total"] >= 2 * stats["requests"]["total"]
