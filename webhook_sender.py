@@ -49,10 +49,17 @@ class Outcome:
         return self.error is None
 
 
+# IPv6 ranges that carry an IPv4 address inside (NAT64, 6to4, IPv4-compatible):
+# through a gateway they reach that IPv4 address, private ones included.
+IPV4_CARRIERS = [ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96")]
+
+
 def is_public(address):
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if ip.version == 6 and ip.ipv4_mapped:
         ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback
+    if ip.version == 6 and any(ip in network for network in IPV4_CARRIERS):
+        return False
     # is_global is False for private, loopback, link-local (169.254/16, where
     # cloud metadata lives), shared (100.64/10), reserved and unspecified.
     return ip.is_global and not ip.is_multicast

@@ -75,6 +75,9 @@ def application(environ, start_response):
         environ["PATH_INFO"] = unquote_to_bytes(environ.get("PATH_INFO", "")).decode("latin-1")
     if uwsgi is not None and _is_chunked_without_length(environ):
         limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+        if environ.get("REQUEST_METHOD") == "PUT" and environ.get("PATH_INFO", "").endswith("/image"):
+            # The image route alone takes larger bodies (resources/image.py).
+            limit = max(limit, app.config["IMAGE_MAX_BYTES"] + 64 * 1024)
         body = bytearray()
         try:
             # Stop once past the limit: the app then refuses it with its 413,

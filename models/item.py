@@ -17,6 +17,8 @@ class ItemModel(db.Model):
     __tablename__ = "items"
     __table_args__ = (
         db.UniqueConstraint("name", name="uq_items_name"),
+        # A store's first items by id (store answers embed them, with a LIMIT).
+        db.Index("ix_items_store_id_id", "store_id", "id"),
         {"sqlite_autoincrement": True},
     )
 

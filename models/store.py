@@ -4,7 +4,7 @@ Reads run as Core statements and build JSON-ready dicts with `store_json`,
 the one function that shapes a store for every response.
 """
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, true, update
 
 from db import db
 from models.item import ITEM_COLUMNS, ItemModel, item_json
@@ -63,6 +63,11 @@ class StoreModel(db.Model):
         """Take the store's row lock until the transaction ends (see UserModel.lock)."""
         db.session.execute(update(cls).where(cls.id == store_id).values(id=cls.id))
 
+    @classmethod
+    def delete_by_id(cls, store_id):
+        """Delete (uncommitted); False when no row was there to delete."""
+        return db.session.execute(delete(cls).where(cls.id == store_id)).rowcount == 1
+
     def has_items(self):
         query = select(ItemModel.id).where(ItemModel.store_id == self.id).limit(1)
         return db.session.connection().execute(query).first() is not None
@@ -87,23 +92,42 @@ class StoreModel(db.Model):
         items_by_store = {store.id: [] for store in stores}
         in_page = ItemModel.store_id.in_(items_by_store)
         if all(store.items_total <= embedded for store in stores):
-            # Every item of these stores fits: a plain select, no numbering.
+            # Every item of these stores fits: a plain select.
             query = select(*ITEM_COLUMNS).where(in_page).order_by(ItemModel.id)
         else:
-            # At most `embedded` items per store, by id: numbered per store in SQL.
-            position = func.row_number().over(partition_by=ItemModel.store_id, order_by=ItemModel.id)
-            numbered = select(*ITEM_COLUMNS, position.label("position")).where(in_page).subquery()
-            query = (
-                select(*(numbered.c[column.key] for column in ITEM_COLUMNS))
-                .where(numbered.c.position <= embedded)
-                .order_by(numbered.c.id)
-            )
+            query = first_items_of_each(select(cls.id.label("store_id")).where(cls.id.in_(items_by_store)), embedded)
         for item in db.session.connection().execute(query).all():
             items_by_store[item[3]].append(item_json(item))  # item[3]: store_id
         return [store_json(store, items_by_store[store.id], store.items_total) for store in stores], total
 
 
 STORE_COLUMNS = (StoreModel.id, StoreModel.name, StoreModel.owner_id)
+
+
+def first_items_of_each(store_ids, embedded):
+    """The first `embedded` items (by id) of each store in `store_ids`, each
+    found through its own LIMIT on the (store_id, id) index: the query reads
+    what it returns, never all of a big store's items. PostgreSQL says so with
+    a LATERAL join; SQLite (no LATERAL) with a correlated `IN (... LIMIT)`,
+    which PostgreSQL would instead run once per item row."""
+    stores = store_ids.subquery("page_stores")
+    if db.session.get_bind().dialect.name == "postgresql":
+        firsts = (
+            select(*ITEM_COLUMNS)
+            .where(ItemModel.store_id == stores.c.store_id)
+            .order_by(ItemModel.id)
+            .limit(embedded)
+            .lateral("firsts")
+        )
+        return select(*firsts.c).select_from(stores).join(firsts, true()).order_by(firsts.c.id)
+    first_ids = (
+        select(ItemModel.id)
+        .where(ItemModel.store_id == stores.c.store_id)
+        .order_by(ItemModel.id)
+        .limit(embedded)
+        .correlate(stores)
+    )
+    return select(*ITEM_COLUMNS).select_from(stores).join(ItemModel, ItemModel.id.in_(first_ids)).order_by(ItemModel.id)
 
 
 def items_total_of(store_id_column):

@@ -152,6 +152,8 @@ INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2
 def name(value):
     """A store or item name: trimmed, in Unicode NFC (so "café" typed either
     way is one name), 1-80 characters, nothing invisible or reordering."""
+    if not isinstance(value, str):
+        raise ValueError("Must be a string.")
     value = unicodedata.normalize("NFC", storable(value).strip())
     if INVISIBLE.search(value) or any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in value):
         raise ValueError("Must not contain invisible, control or text-direction characters.")

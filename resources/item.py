@@ -145,7 +145,10 @@ class Item(Resource):
         if placement is None:
             raise not_found(ITEM_NOT_FOUND)
         require_owner(placement.owner_id)
-        ItemModel.delete_by_id(placement.id)
+        if not ItemModel.delete_by_id(placement.id):
+            # A concurrent request deleted it first: its answer and its event stand.
+            db.session.rollback()
+            raise not_found(ITEM_NOT_FOUND)
         events.record("item.deleted", item_json(placement))
         db.session.commit()
         item_images.discard(placement.image_key)  # after the commit: never a row without its object

@@ -64,7 +64,10 @@ class Store(Resource):
         holds_items = conflict("The store still holds items; delete them first.")
         if store.has_items():
             raise holds_items
-        db.session.delete(store)
+        if not StoreModel.delete_by_id(store.id):
+            # A concurrent request deleted it first: its answer and its event stand.
+            db.session.rollback()
+            raise not_found(STORE_NOT_FOUND)
         events.record("store.deleted", store_json(store, [], 0))
         # An item added meanwhile makes the foreign key refuse the delete.
         commit_or_raise(holds_items)

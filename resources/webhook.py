@@ -128,4 +128,6 @@ class WebhookDeliveryRetry(Resource):
             raise ApiError(404, "not_found", "Delivery not found.")
         db.session.commit()
         delivery = db.session.get(WebhookDeliveryModel, delivery_id)
+        if delivery is None:  # its webhook was deleted meanwhile
+            raise ApiError(404, "not_found", "Delivery not found.")
         return delivery.json(), 202

@@ -111,6 +111,11 @@ def test_same_deliver_id_twice_has_one_effect(app, client):
         ({"name": "chair", "price": 1.234, "store": "s"}, "price"),
         ({"name": "chair", "price": -1, "store": "s"}, "price"),
         ({"name": "chair", "price": 1}, "store"),
+        ({"name": 123, "price": 1, "store": "s"}, "name"),  # form platforms send numbers
+        ({"name": ["a"], "price": 1, "store": "s"}, "name"),
+        ({"name": "chair", "price": 1, "store": 42}, "store"),
+        ({"name": "chair\u200b", "price": 1, "store": "s"}, "name"),
+        ({"name": "chair/image", "price": 1, "store": "s"}, "name"),
     ],
 )
 def test_unmappable_data_is_400(app, client, data, field):

@@ -174,3 +174,31 @@ def test_existing_name_is_409_even_when_the_store_is_full(make_app):
     store_id = client.post("/store/s", headers=user["headers"]).get_json()["id"]
     status(client.post("/item/only", headers=user["headers"], json={**ITEM, "store_id": store_id}), 201)
     status(client.post("/item/only", headers=user["headers"], json={**ITEM, "store_id": store_id}), 409, "conflict")
+
+
+def test_concurrent_deletes_answer_once(app, client, world, monkeypatch):
+    """Make the look-before miss: the item (or store) is deleted by another
+    request between our lookup and our DELETE. We answer 404 and record no
+    second event, instead of a second 200."""
+    from models.item import ItemModel
+    from models.store import StoreModel
+
+    def deleted_meanwhile(original, delete_sql):
+        def lookup(*args, **kwargs):
+            found = original(*args, **kwargs)
+            with app.app_context():
+                db.session.execute(sqlalchemy.text(delete_sql))
+                db.session.commit()
+            return found
+
+        return lookup
+
+    b = world["bob"]["headers"]
+    monkeypatch.setattr(
+        ItemModel, "placement", deleted_meanwhile(ItemModel.placement, "DELETE FROM items WHERE name = 'bob-widget'")
+    )
+    status(client.delete("/item/bob-widget", headers=b), 404, "not_found")
+    monkeypatch.setattr(
+        StoreModel, "find_by_name", deleted_meanwhile(StoreModel.find_by_name, "DELETE FROM stores WHERE name = 'bobs'")
+    )
+    status(client.delete("/store/bobs", headers=b), 404, "not_found")

@@ -59,6 +59,10 @@ def test_production_refuses_internal_targets_at_creation(client, users, url):
         ("fe80::1", False),
         ("fd00::1", False),
         ("::ffff:10.0.0.1", False),
+        ("64:ff9b::7f00:1", False),  # NAT64 to 127.0.0.1
+        ("64:ff9b:1::a00:1", False),
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("::7f00:1", False),  # IPv4-compatible
         ("224.0.0.1", False),
         ("8.8.8.8", True),
         ("2606:4700::1111", True),

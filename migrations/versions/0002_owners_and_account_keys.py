@@ -37,11 +37,16 @@ def upgrade():
     conn = op.get_bind()
     for (user_id,) in conn.execute(sa.select(users.c.id)).all():
         conn.execute(users.update().where(users.c.id == user_id).values(account_key=secrets.token_hex(16)))
-    # SQLite rebuilds the table for these changes: keep AUTOINCREMENT (ids of
-    # deleted rows are never handed out again).
+    # SQLite rebuilds the table for these changes, and the rebuild cannot
+    # carry an index on an expression: drop it and make it again after.
+    op.drop_index("uq_users_username_lower", "users")
     with op.batch_alter_table("users", table_kwargs=KEEP_AUTOINCREMENT) as batch:
         batch.alter_column("account_key", existing_type=sa.String(32), nullable=False)
         batch.create_unique_constraint("uq_users_account_key", ["account_key"])
+    op.create_index("uq_users_username_lower", "users", [sa.text("lower(username)")], unique=True)
+
+    # A store's first items by id, read with a LIMIT (store answers embed them).
+    op.create_index("ix_items_store_id_id", "items", ["store_id", "id"])
 
     with op.batch_alter_table("stores", table_kwargs=KEEP_AUTOINCREMENT) as batch:
         batch.add_column(sa.Column("owner_id", sa.Integer(), nullable=True))
@@ -50,6 +55,7 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_index("ix_items_store_id_id", "items")
     with op.batch_alter_table("stores", table_kwargs=KEEP_AUTOINCREMENT) as batch:
         batch.drop_index("ix_stores_owner_id")
         batch.drop_constraint("fk_stores_owner_id", type_="foreignkey")

@@ -1,0 +1,52 @@
+"""The migrations upgrade a database that already holds data, on SQLite and
+PostgreSQL: rows kept, new columns filled, constraints and indexes intact."""
+
+import pytest
+import sqlalchemy
+from flask_migrate import downgrade, upgrade
+
+from db import db
+from tests import services
+from tests.conftest import build_app, dispose
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'migrate.db'}"
+    return services.scratch_database("stores_migrate")
+
+
+def test_upgrade_from_0001_with_rows(empty_database):
+    app = build_app(empty_database)
+    with app.app_context():
+        upgrade(revision="0001")
+        conn = db.session.connection()
+        for statement in (
+            "INSERT INTO users (username, password_hash, is_admin) VALUES ('alice', 'h', false)",
+            "INSERT INTO users (username, password_hash, is_admin) VALUES ('bob', 'h', false)",
+            "INSERT INTO stores (name) VALUES ('shop')",
+            "INSERT INTO items (name, price, store_id) VALUES ('chair', 1.5, 1)",
+            "DELETE FROM users WHERE username = 'bob'",
+        ):
+            conn.execute(sqlalchemy.text(statement))
+        db.session.commit()
+        db.session.remove()
+        upgrade()
+        conn = db.session.connection()
+        users = conn.execute(sqlalchemy.text("SELECT username, account_key, session_generation FROM users")).all()
+        assert [(u.username, len(u.account_key), u.session_generation) for u in users] == [("alice", 32, 0)]
+        assert conn.execute(sqlalchemy.text("SELECT name, owner_id FROM stores")).all() == [("shop", None)]
+        assert conn.execute(sqlalchemy.text("SELECT name, store_id FROM items")).all() == [("chair", 1)]
+        # Usernames stay unique ignoring case (an index on an expression).
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            conn.execute(
+                sqlalchemy.text("INSERT INTO users (username, password_hash, account_key) VALUES ('ALICE', 'h', 'k')")
+            )
+        db.session.rollback()
+        # And back down to where it started.
+        db.session.remove()
+        downgrade(revision="0001")
+        columns = {c["name"] for c in sqlalchemy.inspect(db.engine).get_columns("stores")}
+        assert "owner_id" not in columns
+    dispose(app)
