@@ -49,4 +49,11 @@ def test_upgrade_from_0001_with_rows(empty_database):
         downgrade(revision="0001")
         columns = {c["name"] for c in sqlalchemy.inspect(db.engine).get_columns("stores")}
         assert "owner_id" not in columns
+        # And up again: the round trip leaves a database the app can use.
+        upgrade()
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            db.session.connection().execute(
+                sqlalchemy.text("INSERT INTO users (username, password_hash, account_key) VALUES ('ALICE', 'h', 'k2')")
+            )
+        db.session.rollback()
     dispose(app)

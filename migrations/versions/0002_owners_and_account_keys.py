@@ -39,7 +39,7 @@ def upgrade():
         conn.execute(users.update().where(users.c.id == user_id).values(account_key=secrets.token_hex(16)))
     # SQLite rebuilds the table for these changes, and the rebuild cannot
     # carry an index on an expression: drop it and make it again after.
-    op.drop_index("uq_users_username_lower", "users")
+    op.execute("DROP INDEX IF EXISTS uq_users_username_lower")
     with op.batch_alter_table("users", table_kwargs=KEEP_AUTOINCREMENT) as batch:
         batch.alter_column("account_key", existing_type=sa.String(32), nullable=False)
         batch.create_unique_constraint("uq_users_account_key", ["account_key"])
@@ -60,9 +60,10 @@ def downgrade():
         batch.drop_index("ix_stores_owner_id")
         batch.drop_constraint("fk_stores_owner_id", type_="foreignkey")
         batch.drop_column("owner_id")
-    # SQLite rebuilds the table for these changes: keep AUTOINCREMENT (ids of
-    # deleted rows are never handed out again).
+    # As in upgrade(): the SQLite rebuild cannot carry the expression index.
+    op.execute("DROP INDEX IF EXISTS uq_users_username_lower")
     with op.batch_alter_table("users", table_kwargs=KEEP_AUTOINCREMENT) as batch:
         batch.drop_constraint("uq_users_account_key", type_="unique")
         batch.drop_column("session_generation")
         batch.drop_column("account_key")
+    op.create_index("uq_users_username_lower", "users", [sa.text("lower(username)")], unique=True)
