@@ -161,6 +161,13 @@ def missing_object(key):
 
 
 class ItemImage(Resource):
+    def post(self, name):
+        """`POST /item/a/image` reads as creating an item named "a/image",
+        which no item may be named: the contract's 400, not a 405."""
+        raise validation_error(
+            {"name": f"An item name may not end in '{arguments.IMAGE_SUFFIX}': that path is its image."}
+        )
+
     def get(self, name):
         image_key = image_key_by_name(arguments.path_name(name))
         key, etag = requested_object(image_key)
