@@ -24,7 +24,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -38,7 +37,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from uwsgi_server import CLOCK_TICKS, UwsgiServer  # noqa: E402
+from report import write_section  # noqa: E402
+from uwsgi_server import CLOCK_TICKS, UwsgiServer, migrate  # noqa: E402
 from wrk_runner import CONNECTIONS, THREADS, run_wrk  # noqa: E402
 
 from tests.e2e.nginx_harness import NginxServer  # noqa: E402
@@ -211,16 +211,6 @@ def start(env, processes, http_port, socket_port, images_dir, log_name):
     return server, nginx.start()
 
 
-def migrate(env):
-    subprocess.run(
-        [str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
-        cwd=PROJECT_DIR,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-
-
 def report(body_bytes, serving, uploads):
     versioned, app, static = serving["versioned"], serving["app"], serving["static"]
     ratio = versioned.requests_per_second / static.requests_per_second
@@ -270,16 +260,6 @@ def report(body_bytes, serving, uploads):
     return "\n".join(lines) + "\n"
 
 
-def write_section(section):
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-
-
 def main():
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir(parents=True)
@@ -307,7 +287,7 @@ def main():
         server.stop()
 
     section = report(body_bytes, serving, uploads)
-    write_section(section)
+    write_section(RESULTS, START, END, section)
     print(section)
 
 

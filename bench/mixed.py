@@ -54,6 +54,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
+from report import write_section  # noqa: E402
+
 from tests.e2e.nginx_harness import NginxServer, free_port, wait_for_port  # noqa: E402
 
 BIN = PROJECT_DIR / ".venv" / "bin"
@@ -343,22 +345,11 @@ def markdown(outcomes):
     return "\n".join(lines) + "\n"
 
 
-def write_results(section):
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1].lstrip("\n")
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-
-
 def main():
     OUT_DIR.mkdir(exist_ok=True)
     outcomes = through_nginx() + straight_to_uwsgi()
     section = markdown(outcomes)
-    write_results(section)
+    write_section(RESULTS, START, END, section)
     print(section)
 
 

@@ -291,3 +291,16 @@ def results_markdown(
     if notes:
         parts += ["## Notes", "", *(f"- {note}" for note in notes), ""]
     return "\n".join(parts)
+
+
+def write_section(path, start, end, section):
+    """Put `section` (which begins with the marker line `start` and ends with
+    `end`) into the results file in place of the one already there, or at its
+    end: each bench script owns one such section of RESULTS.md."""
+    text = path.read_text() if path.exists() else ""
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section.strip("\n") + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section.strip("\n") + "\n"
+    path.write_text(text)

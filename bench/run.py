@@ -37,7 +37,6 @@ import resource
 import secrets
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from pathlib import Path
 import report
 import requests
 import seed
-from uwsgi_server import CLOCK_TICKS, UwsgiServer
+from uwsgi_server import CLOCK_TICKS, UwsgiServer, migrate
 from wrk_runner import CONNECTIONS, THREADS, WrkResult, run_wrk, wrk_version
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -250,13 +249,7 @@ class Bench:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
         env = self.app_env(db_path)
-        subprocess.run(
-            [str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
-            cwd=PROJECT_DIR,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        migrate(env)
         server = UwsgiServer(
             f"app-{name}",
             PROJECT_DIR,

@@ -23,10 +23,22 @@ from pathlib import Path
 import requests
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 # uWSGI logs each (re)spawn; the last pid logged per worker number is the live one.
 _SPAWNED = re.compile(r"spawned uWSGI worker (\d+) \(pid: (\d+)")
 _RESPAWNED = re.compile(r"Respawned uWSGI worker (\d+) \(new pid: (\d+)\)")
+
+
+def migrate(env):
+    """`flask db upgrade` with `env`: the schema, as `make run` and Heroku's release build it."""
+    subprocess.run(
+        [str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
+        cwd=PROJECT_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 class UwsgiServer:

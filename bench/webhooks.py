@@ -35,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+from report import write_section
 from uwsgi_server import UwsgiServer
 from wrk_runner import run_wrk
 
@@ -45,7 +46,7 @@ WORKDIR = Path(os.environ.get("BENCH_WORKDIR", "/tmp/stores-bench-webhooks"))
 DURATION = int(os.environ.get("BENCH_DURATION", 10))
 PORT = int(os.environ.get("BENCH_PORT", 20100))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
-SECTION = "## Webhooks: one subscribed endpoint"
+START, END = "<!-- webhooks:start (bench/webhooks.py) -->", "<!-- webhooks:end -->"
 SETUPS = ("no worker", "mule, 0 endpoints", "mule, 1 endpoint")
 PASSWORD = "bench-password"
 
@@ -169,17 +170,6 @@ def table(all_results):
     return "\n".join(lines)
 
 
-def write_results(text):
-    path = BENCH_DIR / "RESULTS.md"
-    current = path.read_text() if path.exists() else ""
-    if SECTION in current:
-        start = current.index(SECTION)
-        rest = current[start + len(SECTION) :]
-        end = rest.find("\n## ")
-        current = current[:start] + (rest[end + 1 :] if end != -1 else "")
-    path.write_text(current.rstrip("\n") + "\n\n" + text + "\n")
-
-
 def main():
     OUT_DIR.mkdir(exist_ok=True)
     receiver = start_receiver(PORT + 1)
@@ -203,7 +193,7 @@ def main():
     delivered = all_results["mule, 1 endpoint"][1]
     text = "\n".join(
         [
-            SECTION,
+            "## Webhooks: one subscribed endpoint",
             "",
             f"`bench/webhooks.py`: the real server (2 processes x 1 thread, SQLite), wrk {DURATION} s per run, "
             f"best of {ROUNDS} interleaved rounds, "
@@ -217,7 +207,7 @@ def main():
         ]
     )
     print(text)
-    write_results(text)
+    write_section(BENCH_DIR / "RESULTS.md", START, END, f"{START}\n\n{text}\n\n{END}")
 
 
 if __name__ == "__main__":
