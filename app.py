@@ -1,35 +1,32 @@
 """The Stores API application factory: `create_app()` builds and wires the app.
 
 Importing this module changes nothing: `flask --app app` finds `create_app`
-and calls it; uWSGI loads `wsgi.py`, which calls it once per worker.
+and calls it; uWSGI loads `wsgi.py`, which calls it once per worker. Each
+`register_*` step binds one concern; the URL map is `register_resources`.
 """
 
-import logging
 import os
-import secrets
-import tempfile
 
 import orjson
+from dotenv import find_dotenv, load_dotenv
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import BaseConverter
 
-import cli
-import docs
-from blacklist import Blocklist
-from config import config_class, database_url
+from config import config_class, database_url, from_environment
+from core import cli, docs
+from core.errors import StoresApi, register_error_handlers
+from core.passwords import register_passwords
+from core.rate_limits import RateLimits
+from core.request_log import register_request_logging
+from core.tokens import register_tokens
 from db import db
-from errors import StoresApi, register_error_handlers, register_jwt_loaders
-from events import register_outbox
-from extensions import jwt
-from rate_limits import RateLimits
-from request_log import register_request_logging
+from images.resource import ItemImage
+from images.storage import make_storage
 from resources.health import Health, Ready
-from resources.image import ItemImage
 from resources.item import Item, ItemList
-from resources.jodoo import JodooHook
 from resources.store import Store, StoreList
 from resources.user import (
     TokenRefresh,
@@ -40,29 +37,34 @@ from resources.user import (
     UserRegister,
     UserSessions,
 )
-from resources.webhook import Webhook, WebhookDeliveryList, WebhookDeliveryRetry, WebhookList
-from security import Passwords, register_token_checks, return_big_buffers_to_the_os
-from storage import make_storage
-
-log = logging.getLogger(__name__)
+from webhooks.jodoo import JodooHook
+from webhooks.outbox import register_outbox
+from webhooks.subscriptions import Webhook, WebhookDeliveryList, WebhookDeliveryRetry, WebhookList
 
 
 def create_app(config=None):
+    config = config or {}
+    if config.get("APP_ENV") != "testing":
+        # A .env file in the working directory or above (as the `flask` command
+        # finds it); real environment variables win. Tests must not depend on one.
+        load_dotenv(find_dotenv(usecwd=True))
+    settings = config_class(config.get("APP_ENV"))
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
-    settings = config_class((config or {}).get("APP_ENV"))
     app.config.from_object(settings)
-    app.config.update(config or {})
-    os.makedirs(app.instance_path, exist_ok=True)
-
+    app.config.update(from_environment(settings))
+    app.config.update(config)
     configure_database_url(app)
-    configure_secret_key(app)
     settings.check(app.config)
 
     if app.config["TRUSTED_PROXY_COUNT"]:
         n = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
     register_request_logging(app)
-    register_extensions(app)
+    register_database(app)
+    register_tokens(app)
+    register_passwords(app)
+    app.extensions["rate_limits"] = RateLimits(app.config)
+    app.extensions["image_storage"] = make_storage(app.config, app.instance_path)
     register_resources(app)
     app.register_blueprint(docs.blueprint)
     register_error_handlers(app)
@@ -73,6 +75,7 @@ def create_app(config=None):
 def configure_database_url(app):
     app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app.config.get("SQLALCHEMY_DATABASE_URI"))
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        os.makedirs(app.instance_path, exist_ok=True)
         path = os.path.join(app.instance_path, "stores.db")
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path}"
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
@@ -84,30 +87,6 @@ def configure_database_url(app):
         options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
         options.setdefault("connect_args", {"connect_timeout": 3})
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
-
-
-def configure_secret_key(app):
-    """Development only: with no JWT_SECRET_KEY, make a random one once and keep
-    it in the instance folder, so every worker and restart shares it."""
-    if app.config.get("JWT_SECRET_KEY"):
-        return
-    if app.config["ENV_NAME"] == "production":
-        return  # ProductionConfig.check refuses to start
-    path = os.path.join(app.instance_path, "jwt-secret.key")
-    if not os.path.exists(path):
-        # Write aside, then link into place: of racing workers exactly one wins.
-        fd, tmp = tempfile.mkstemp(dir=app.instance_path)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
-        try:
-            os.link(tmp, path)
-            log.warning("JWT_SECRET_KEY is not set; generated one in %s. Set it in production.", path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    with open(path) as f:
-        app.config["JWT_SECRET_KEY"] = f.read().strip()
 
 
 def sqlite_pragmas(dbapi_connection, connection_record):
@@ -123,20 +102,14 @@ def sqlite_pragmas(dbapi_connection, connection_record):
         cursor.close()
 
 
-def register_extensions(app):
+def register_database(app):
+    """The SQLAlchemy object, SQLite's pragmas, the webhook outbox's commit
+    hooks, and (outside uWSGI) the `flask db` migration commands."""
     if not event.contains(Engine, "connect", sqlite_pragmas):
         event.listen(Engine, "connect", sqlite_pragmas)
     db.init_app(app)
     register_outbox()
     register_migrations(app)
-    jwt.init_app(app)
-    register_jwt_loaders(jwt)
-    register_token_checks(app, jwt)
-    return_big_buffers_to_the_os()
-    app.extensions["passwords"] = Passwords(app.config)
-    app.extensions["blocklist"] = Blocklist(app.config["JWT_REFRESH_TOKEN_EXPIRES"])
-    app.extensions["rate_limits"] = RateLimits(app.config)
-    app.extensions["image_storage"] = make_storage(app.config, app.instance_path)
 
 
 def register_migrations(app):

@@ -4,28 +4,26 @@
 the fork: nothing opened before it is shared). `application` is that app with
 two things the server has to supply.
 
-1. The path behind Nginx. deploy/nginx.conf passes PATH_INFO exactly as the
-client encoded it (and says so with STORES_API_PATH_INFO_ENCODED=1), because
-Nginx's decoded $uri is normalised as well: `drafts%2F..%2Fbob-widget` became
-`bob-widget`, and `a%2F%2Fb` became `a/b`. Decoding it here once, with no
+1. The path behind Nginx. Nginx's decoded `$uri` is also normalised
+(`drafts%2F..%2Fbob-widget` would arrive as `bob-widget`, `a%2F%2Fb` as
+`a/b`), so deploy/nginx.conf passes PATH_INFO as the client encoded it and
+says so with STORES_API_PATH_INFO_ENCODED=1. Decoding it here once, with no
 normalisation, gives the app the same name uWSGI's own HTTP parser gives it
 for `make run` and Heroku.
 
 2. Request bodies sent with `Transfer-Encoding: chunked` (no Content-Length),
-as streaming HTTP clients do. Why here and not in the app: WSGI has no standard way to read a body of
-unknown length. Werkzeug reads nothing from a request without Content-Length
-unless the server sets `wsgi.input_terminated`, which uWSGI 2.0 does not; so
-the JSON of a chunked request looked empty and the app answered 400 "not
-valid JSON". uWSGI's HTTP router passes such a body on raw (uwsgi.ini's
-`http-chunked-input`), and uWSGI offers `uwsgi.chunked_read()` to decode it.
-This wrapper decodes it, up to the app's MAX_CONTENT_LENGTH plus one chunk,
-and hands the app an ordinary body with a Content-Length, so the app's own
-rules (413 above the limit, 400 for bad JSON, 415 for other types) apply
-unchanged.
+as streaming HTTP clients send them. WSGI has no standard way to read a body
+of unknown length: Werkzeug reads nothing without a Content-Length unless the
+server sets `wsgi.input_terminated`, which uWSGI 2.0 does not. uWSGI's HTTP
+router passes such a body on raw (uwsgi.ini's `http-chunked-input`), and
+`uwsgi.chunked_read()` decodes it. This wrapper reads it, up to the largest
+body the route takes plus one chunk, and hands the app an ordinary body with
+a Content-Length, so the app's own rules (413 above the limit, 400 for bad
+JSON, 415 for other types) apply unchanged.
 
-Behind Nginx this part does nothing: Nginx reads a chunked body whole and sends it
-with its length (deploy/nginx.conf). Outside uWSGI (`flask run`, tests with
-the test client) there is no `uwsgi` module and the app is served as is.
+Behind Nginx part 2 does nothing: Nginx reads a chunked body whole and sends
+it with its length. Outside uWSGI (`flask run`, the test client) there is no
+`uwsgi` module and the app is served as is.
 """
 
 from __future__ import annotations
@@ -34,7 +32,10 @@ import io
 import json
 from urllib.parse import unquote_to_bytes
 
+from werkzeug.exceptions import HTTPException
+
 from app import create_app
+from images.resource import ItemImage, largest_upload_body
 
 try:  # only importable inside a uWSGI worker
     import uwsgi
@@ -67,6 +68,18 @@ def _is_chunked_without_length(environ) -> bool:
     return "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and not environ.get("CONTENT_LENGTH")
 
 
+def body_limit(environ):
+    """The largest body the request's route reads: the image upload's, or MAX_CONTENT_LENGTH."""
+    try:
+        endpoint, _ = app.url_map.bind_to_environ(environ).match()
+    except HTTPException:
+        endpoint = None
+    view = app.view_functions.get(endpoint)
+    if getattr(view, "view_class", None) is ItemImage and environ.get("REQUEST_METHOD") == "PUT":
+        return largest_upload_body(app.config)
+    return app.config.get("MAX_CONTENT_LENGTH") or 0
+
+
 def application(environ, start_response):
     if environ.pop("STORES_API_PATH_INFO_ENCODED", None) == "1":
         # WSGI strings are bytes decoded as latin-1 (PEP 3333); Werkzeug turns
@@ -74,10 +87,7 @@ def application(environ, start_response):
         # "." and ".." segments and doubled slashes as they are.
         environ["PATH_INFO"] = unquote_to_bytes(environ.get("PATH_INFO", "")).decode("latin-1")
     if uwsgi is not None and _is_chunked_without_length(environ):
-        limit = app.config.get("MAX_CONTENT_LENGTH") or 0
-        if environ.get("REQUEST_METHOD") == "PUT" and environ.get("PATH_INFO", "").endswith("/image"):
-            # The image route alone takes larger bodies (resources/image.py).
-            limit = max(limit, app.config["IMAGE_MAX_BYTES"] + 64 * 1024)
+        limit = body_limit(environ)
         body = bytearray()
         try:
             # Stop once past the limit: the app then refuses it with its 413,

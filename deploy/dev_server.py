@@ -23,7 +23,7 @@ The warnings it hides, and why they are safe to ignore here:
 Ctrl-C: the terminal sends SIGINT to make, to this script and to every uWSGI
 process at once. This script ignores it and waits for uWSGI to finish
 stopping (uwsgi.ini and wsgi.py make that take about a second), then
-exits 0. tests/e2e/test_make_run.py checks both the line and Ctrl-C.
+exits 0. tests/live/test_make_run.py checks both the line and Ctrl-C.
 """
 
 from __future__ import annotations

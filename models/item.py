@@ -34,7 +34,7 @@ class ItemModel(db.Model):
         index=True,
     )
     store = db.relationship("StoreModel", back_populates="items")
-    # The stored image's object key (item_images.py), or NULL: no image.
+    # The stored image's object key (images/bookkeeping.py), or NULL: no image.
     image_key = db.Column(db.String(100), nullable=True, index=True)
 
     def json(self):
@@ -50,19 +50,6 @@ class ItemModel(db.Model):
         one SELECT built once, no ORM object."""
         row = db.session.connection().execute(SELECT_BY_NAME, {"name": name}).first()
         return item_json(row) if row else None
-
-    @classmethod
-    def placement(cls, name):
-        """The named item's row with its store's `owner_id` (who may change
-        it), or None: one SELECT."""
-        from models.store import StoreModel  # circular: stores import items
-
-        query = (
-            select(*ITEM_COLUMNS, StoreModel.owner_id)
-            .join(StoreModel, StoreModel.id == cls.store_id)
-            .where(cls.name == name)
-        )
-        return db.session.connection().execute(query).first()
 
     @classmethod
     def delete_by_id(cls, item_id):

@@ -5,8 +5,8 @@ key makes a second copy of the push (a retry, or two copies racing on two
 workers) fail to insert, so it has no second effect.
 """
 
+from core.clock import utcnow
 from db import db
-from models.webhook import utcnow
 
 
 class JodooDeliveryModel(db.Model):

@@ -40,6 +40,17 @@ class StoreModel(db.Model):
         return (True, row.owner_id) if row else (False, None)
 
     @classmethod
+    def item_with_owner(cls, item_name):
+        """The named item's row with its store's `owner_id` (who may change
+        it), or None: one SELECT."""
+        query = (
+            select(*ITEM_COLUMNS, cls.owner_id)
+            .join(cls, cls.id == ItemModel.store_id)
+            .where(ItemModel.name == item_name)
+        )
+        return db.session.connection().execute(query).first()
+
+    @classmethod
     def json_by_name(cls, name, embedded):
         """The store with its first `embedded` items, or None: two SELECTs."""
         query = select(*STORE_COLUMNS, items_total_of(cls.id)).where(cls.name == name)

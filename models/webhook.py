@@ -4,20 +4,11 @@ secret that signs them (Standard Webhooks, `whsec_<base64>`)."""
 import base64
 import json
 import secrets
-from datetime import UTC, datetime
 
+from core.clock import rfc3339, utcnow
 from db import db
 
 EVENT_TYPES = ("item.created", "item.updated", "item.deleted", "store.created", "store.deleted")
-
-
-def utcnow():
-    """Naive UTC, as every DateTime column of this project stores it."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def rfc3339(moment):
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if moment else None
 
 
 def new_secret():
@@ -32,7 +23,7 @@ class WebhookModel(db.Model):
     url = db.Column(db.String(2048), nullable=False)
     # A JSON list of event types, e.g. '["item.created","item.deleted"]'.
     # Kept as text (not an array type) so SQLite and PostgreSQL store it alike;
-    # events.record matches one type with LIKE '%"item.created"%'.
+    # webhooks.outbox.record matches one type with LIKE '%"item.created"%'.
     events = db.Column(db.Text, nullable=False)
     secret = db.Column(db.String(100), nullable=False)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)

@@ -1,15 +1,15 @@
 """The transactional outbox: one row per event per subscribed webhook.
 
 A row is written in the same transaction as the change it describes
-(`events.record`), so a rolled-back change leaves none and a committed one
+(`webhooks.outbox.record`), so a rolled-back change leaves none and a committed one
 always has its row, even if the process dies right after the commit. The
-worker (webhooks_worker.py) claims due rows, sends them, and writes the
+worker (webhooks/worker.py) claims due rows, sends them, and writes the
 outcome back here: the row is the durable record of the delivery, whatever
 happens to the task queue.
 """
 
+from core.clock import rfc3339, utcnow
 from db import db
-from models.webhook import rfc3339, utcnow
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 

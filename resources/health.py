@@ -6,9 +6,9 @@ from flask import current_app
 from flask_restful import Resource
 from sqlalchemy import text
 
+from core.errors import error_response
+from core.rate_limits import rate_limits
 from db import db
-from errors import error_response
-from rate_limits import rate_limits
 
 log = logging.getLogger("stores_api.health")
 

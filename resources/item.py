@@ -11,15 +11,15 @@ from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
 from sqlalchemy import update
 
-import events
-import item_images
+from core import arguments
+from core.errors import ApiError, conflict, not_found, validation_error
+from core.permissions import current_user_is_admin, fresh_jwt_required, require_fresh_token, require_owner
 from db import db
-from errors import ApiError, conflict, not_found, validation_error
+from images import bookkeeping
 from models import commit_or_raise
 from models.item import ItemModel, item_json
 from models.store import StoreModel
-from resources import arguments
-from security import current_user_is_admin, fresh_jwt_required, require_fresh_token, require_owner
+from webhooks import outbox
 
 item_parser = arguments.body_parser()
 item_parser.add_argument("price", type=arguments.price, required=True)
@@ -73,7 +73,7 @@ def insert_item(name, data):
         raise
     item = ItemModel(name=name, price=data["price"], store_id=data["store_id"])
     db.session.add(item)
-    events.record("item.created", item)
+    outbox.record("item.created", item)
     try:
         commit_or_raise(name_taken(name))
     except ApiError:
@@ -96,7 +96,7 @@ def update_item(placement, data):
         db.session.rollback()
         return None
     item = {**item_json(placement), "price": float(data["price"]), "store_id": data["store_id"]}
-    events.record("item.updated", item)
+    outbox.record("item.updated", item)
     commit_or_raise(no_such_store())
     return item
 
@@ -123,7 +123,7 @@ class Item(Resource):
         # Look, check, then write only where we looked: a concurrent PUT that
         # moves, deletes or creates the item makes us look again.
         for _ in range(3):
-            placement = ItemModel.placement(name)
+            placement = StoreModel.item_with_owner(name)
             if placement is not None:
                 require_owner(placement.owner_id)  # of the store it is in now
                 item = update_item(placement, data)
@@ -141,7 +141,7 @@ class Item(Resource):
 
     @jwt_required()
     def delete(self, name):
-        placement = ItemModel.placement(arguments.item_name(name))
+        placement = StoreModel.item_with_owner(arguments.item_name(name))
         if placement is None:
             raise not_found(ITEM_NOT_FOUND)
         require_owner(placement.owner_id)
@@ -149,9 +149,9 @@ class Item(Resource):
             # A concurrent request deleted it first: its answer and its event stand.
             db.session.rollback()
             raise not_found(ITEM_NOT_FOUND)
-        events.record("item.deleted", item_json(placement))
+        outbox.record("item.deleted", item_json(placement))
         db.session.commit()
-        item_images.discard(placement.image_key)  # after the commit: never a row without its object
+        bookkeeping.discard(placement.image_key)  # after the commit: never a row without its object
         return {"message": "Item deleted."}, 200
 
 

@@ -8,14 +8,14 @@ from flask import current_app
 from flask_jwt_extended import jwt_required
 from flask_restful import Resource
 
-import events
+from core import arguments
+from core.errors import ApiError, conflict, not_found
+from core.permissions import current_user_id, current_user_is_admin, require_owner
 from db import db
-from errors import ApiError, conflict, not_found
 from models import commit_or_raise
 from models.store import StoreModel, store_json
 from models.user import UserModel
-from resources import arguments
-from security import current_user_id, current_user_is_admin, require_owner
+from webhooks import outbox
 
 STORE_NOT_FOUND = "Store not found."
 
@@ -51,7 +51,7 @@ class Store(Resource):
             check_store_quota(owner_id)
         store = StoreModel(name=name, owner_id=owner_id)
         db.session.add(store)
-        events.record("store.created", lambda: store_json(store, [], 0))
+        outbox.record("store.created", lambda: store_json(store, [], 0))
         commit_or_raise(name_taken)
         return store_json(store, [], 0), 201
 
@@ -68,7 +68,7 @@ class Store(Resource):
             # A concurrent request deleted it first: its answer and its event stand.
             db.session.rollback()
             raise not_found(STORE_NOT_FOUND)
-        events.record("store.deleted", store_json(store, [], 0))
+        outbox.record("store.deleted", store_json(store, [], 0))
         # An item added meanwhile makes the foreign key refuse the delete.
         commit_or_raise(holds_items)
         return {"message": "Store deleted."}, 200

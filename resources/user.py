@@ -4,21 +4,15 @@ its password, and ending all of its sessions."""
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
 
+from core import arguments
+from core.errors import ApiError, conflict, not_found
+from core.passwords import passwords
+from core.permissions import current_user_id, current_user_is_admin, fresh_jwt_required
+from core.rate_limits import rate_limits
+from core.tokens import blocklist, issue_tokens, refreshed_access_token
 from db import db
-from errors import ApiError, conflict, not_found
 from models import commit_or_raise
 from models.user import UserModel
-from rate_limits import rate_limits
-from resources import arguments
-from security import (
-    blocklist,
-    current_user_id,
-    current_user_is_admin,
-    fresh_jwt_required,
-    issue_tokens,
-    passwords,
-    refreshed_access_token,
-)
 
 credentials_parser = arguments.body_parser()
 credentials_parser.add_argument("username", type=arguments.username, required=True)
@@ -53,7 +47,7 @@ class UserRegister(Resource):
 
 
 class UserLogin(Resource):
-    """Rate-limited per address, and failures per username (rate_limits.py)."""
+    """Rate-limited per address, and failures per username (core/rate_limits.py)."""
 
     def post(self):
         data = login_parser.parse_args()

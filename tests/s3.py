@@ -53,7 +53,7 @@ def s3_settings(endpoint, bucket, prefix="images"):
 @pytest.fixture
 def s3_bucket(s3_endpoint):
     """A new, empty bucket of this run on the moto server; its name."""
-    from storage import make_s3_client
+    from images.storage import make_s3_client
 
     bucket = f"stores-test-{services.RUN_ID}-{uuid.uuid4().hex[:8]}"
     client = make_s3_client(

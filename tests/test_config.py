@@ -1,9 +1,12 @@
 """Configuration: database URLs, secrets, and production's refusals."""
 
+from datetime import timedelta
+
 import pytest
 
 from app import create_app
 from config import database_url
+from core.tokens import secret_key
 
 
 def test_heroku_postgres_scheme_is_accepted():
@@ -34,9 +37,43 @@ def test_development_generates_and_keeps_a_secret(monkeypatch, tmp_path):
     monkeypatch.setattr("flask.Flask.auto_find_instance_path", lambda self: str(tmp_path / "instance"))
     first = create_app({"APP_ENV": "development", "JWT_SECRET_KEY": None})
     second = create_app({"APP_ENV": "development", "JWT_SECRET_KEY": None})
-    secret = first.config["JWT_SECRET_KEY"]
-    assert len(secret) >= 32 and second.config["JWT_SECRET_KEY"] == secret
+    # Building an app writes nothing: a CLI command that signs no token leaves no key behind.
+    assert not (tmp_path / "instance" / "jwt-secret.key").exists()
+    with first.app_context():
+        secret = secret_key()
+    with second.app_context():
+        assert secret_key() == secret
+    assert len(secret) >= 32
     assert (tmp_path / "instance" / "jwt-secret.key").read_text().strip() == secret
+
+
+def test_settings_are_read_from_the_environment_when_the_app_is_built(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("MAX_ITEMS_PER_STORE=7\nLOGIN_RATE_LIMIT=3 per minute\n")
+    monkeypatch.setenv("LOGIN_RATE_LIMIT", "5 per minute")  # a real variable wins over .env
+    monkeypatch.setenv("JWT_ACCESS_TOKEN_EXPIRES", "60")
+    monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE_TARGETS", "false")
+    app = create_app({"APP_ENV": "development", "SQLALCHEMY_DATABASE_URI": "sqlite://", "MAX_STORES_PER_USER": 2})
+    assert app.config["MAX_ITEMS_PER_STORE"] == 7
+    assert app.config["LOGIN_RATE_LIMIT"] == "5 per minute"
+    assert app.config["JWT_ACCESS_TOKEN_EXPIRES"] == timedelta(seconds=60)
+    assert app.config["WEBHOOK_ALLOW_PRIVATE_TARGETS"] is False
+    assert app.config["MAX_STORES_PER_USER"] == 2  # the mapping given to create_app wins over both
+    monkeypatch.delenv("MAX_ITEMS_PER_STORE")  # load_dotenv put it there; tests must not share it
+
+
+def test_testing_settings_ignore_a_dotenv_file(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MAX_ITEMS_PER_STORE", raising=False)
+    (tmp_path / ".env").write_text("MAX_ITEMS_PER_STORE=7\n")
+    app = create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    assert app.config["MAX_ITEMS_PER_STORE"] == 10000
+
+
+def test_a_malformed_number_in_the_environment_fails_fast(monkeypatch):
+    monkeypatch.setenv("MAX_CONTENT_LENGTH", "64k")
+    with pytest.raises(RuntimeError, match="MAX_CONTENT_LENGTH must be a number"):
+        create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": "sqlite://"})
 
 
 def test_unknown_app_env_fails_fast():

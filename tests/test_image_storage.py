@@ -1,7 +1,7 @@
-"""The two image storage backends (storage.py) against real servers: a folder
+"""The two image storage backends (images/storage.py) against real servers: a folder
 on disk, and moto's standalone S3 server reached by the real boto3 client.
 
-Each test runs on both: they must behave the same, since item_images.py
+Each test runs on both: they must behave the same, since images/bookkeeping.py
 only ever talks to the interface.
 """
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from storage import FileStorage, S3Storage, StorageUnavailable, check_key, make_storage, parse_location
+from images.storage import FileStorage, S3Storage, StorageUnavailable, check_key, make_storage, parse_location
 from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, s3_settings
 
 KEY = "a" * 64 + "-0123456789abcdef.jpg"

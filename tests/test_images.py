@@ -14,8 +14,8 @@ import time
 import pytest
 from PIL import Image
 
-import item_images
 from db import db
+from images import bookkeeping
 from models.item import ItemModel
 from tests import image_samples as samples
 from tests.s3 import s3_settings
@@ -405,7 +405,7 @@ def test_uploading_the_same_bytes_twice_leaves_one_image(http, stored_app, user)
     first = upload(http, "chair", data, user["headers"]).get_json()["image_url"]
     etag = http.get(first).headers["ETag"]
     second = upload(http, "chair", data, user["headers"]).get_json()["image_url"]
-    # Every upload is stored as its own object (item_images.py says why), so
+    # Every upload is stored as its own object (images/bookkeeping.py says why), so
     # the URL changes; the content, and so the ETag, does not.
     assert first != second
     assert http.get(second).headers["ETag"] == etag
@@ -447,17 +447,17 @@ def test_interleaved_uploads_leave_one_image_and_no_orphan(http, stored_app, use
     """Two uploads for one item, in the worst order: both write their objects,
     then commit one after the other. The second commit replaces the first, and
     deletes its objects: one image, nothing orphaned."""
-    from images import process
+    from images.decoding import process
 
     with stored_app.app_context():
         item_id = ItemModel.find_by_name("chair").id
         first, second = process(samples.jpeg(), 10**8), process(samples.webp(), 10**8)
-        key_a = item_images.write_objects(first)
-        key_b = item_images.write_objects(second)
-        item_images.discard(item_images.swap(item_id, key_b))
-        item_images.discard(item_images.swap(item_id, key_a))
+        key_a = bookkeeping.write_objects(first)
+        key_b = bookkeeping.write_objects(second)
+        bookkeeping.discard(bookkeeping.swap(item_id, key_b))
+        bookkeeping.discard(bookkeeping.swap(item_id, key_a))
         assert db.session.get(ItemModel, item_id).image_key == key_a
-        assert objects(stored_app) == sorted(item_images.object_keys(key_a))
+        assert objects(stored_app) == sorted(bookkeeping.object_keys(key_a))
 
 
 def test_concurrent_uploads_leave_one_image_and_no_orphan(stored_app, http, user):
@@ -482,18 +482,18 @@ def test_concurrent_uploads_leave_one_image_and_no_orphan(stored_app, http, user
     assert 200 in results
     with stored_app.app_context():
         key = ItemModel.find_by_name("chair").image_key
-    assert objects(stored_app) == sorted(item_images.object_keys(key))
+    assert objects(stored_app) == sorted(bookkeeping.object_keys(key))
 
 
 def test_an_upload_for_an_item_deleted_meanwhile_removes_its_objects(http, stored_app, user):
-    from images import process
+    from images.decoding import process
 
     with stored_app.app_context():
         item_id = ItemModel.find_by_name("chair").id
         db.session.delete(db.session.get(ItemModel, item_id))
         db.session.commit()
-        with pytest.raises(item_images.ItemGone):
-            item_images.attach(item_id, process(samples.jpeg(), 10**8))
+        with pytest.raises(bookkeeping.ItemGone):
+            bookkeeping.attach(item_id, process(samples.jpeg(), 10**8))
     assert objects(stored_app) == []
 
 
@@ -501,25 +501,25 @@ def test_an_upload_for_an_item_deleted_meanwhile_removes_its_objects(http, store
 
 
 def test_sweep_removes_only_old_unreferenced_objects(http, stored_app, user):
-    from images import process
+    from images.decoding import process
 
     upload(http, "chair", samples.jpeg(), user["headers"])
     with stored_app.app_context():
-        kept = item_images.object_keys(ItemModel.find_by_name("chair").image_key)
-        orphan = item_images.write_objects(process(samples.webp(), 10**8))  # as if the process died
+        kept = bookkeeping.object_keys(ItemModel.find_by_name("chair").image_key)
+        orphan = bookkeeping.write_objects(process(samples.webp(), 10**8))  # as if the process died
         assert len(objects(stored_app)) == 4
         # Young orphans stay: their commit may still be on its way.
-        assert item_images.sweep(min_age_seconds=3600) == []
-        deleted = item_images.sweep(min_age_seconds=3600, now=time.time() + 7200)
-    assert sorted(deleted) == sorted(item_images.object_keys(orphan))
+        assert bookkeeping.sweep(min_age_seconds=3600) == []
+        deleted = bookkeeping.sweep(min_age_seconds=3600, now=time.time() + 7200)
+    assert sorted(deleted) == sorted(bookkeeping.object_keys(orphan))
     assert objects(stored_app) == sorted(kept)
 
 
 def test_sweep_command(http, stored_app, user):
-    from images import process
+    from images.decoding import process
 
     with stored_app.app_context():
-        item_images.write_objects(process(samples.webp(), 10**8))
+        bookkeeping.write_objects(process(samples.webp(), 10**8))
     runner = stored_app.test_cli_runner()
     young = runner.invoke(args=["images", "sweep"])
     assert young.exit_code == 0, young.output

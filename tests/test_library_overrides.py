@@ -7,14 +7,14 @@ from importlib.metadata import version
 import flask_jwt_extended
 from flask_jwt_extended import JWTManager
 
-from extensions import StoresJWTManager
+from core.tokens import StoresJWTManager
 
 PINNED_JWT_EXTENDED = "4.7.4"
 
 
 def test_token_cache_override_still_matches_flask_jwt_extended():
     assert version("Flask-JWT-Extended") == PINNED_JWT_EXTENDED, (
-        "Flask-JWT-Extended was upgraded: extensions.StoresJWTManager overrides its private "
+        "Flask-JWT-Extended was upgraded: core.tokens.StoresJWTManager overrides its private "
         "_decode_jwt_from_config. Check the new source, then update PINNED_JWT_EXTENDED."
     )
     private = getattr(JWTManager, "_decode_jwt_from_config", None)

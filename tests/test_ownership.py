@@ -180,7 +180,6 @@ def test_concurrent_deletes_answer_once(app, client, world, monkeypatch):
     """Make the look-before miss: the item (or store) is deleted by another
     request between our lookup and our DELETE. We answer 404 and record no
     second event, instead of a second 200."""
-    from models.item import ItemModel
     from models.store import StoreModel
 
     def deleted_meanwhile(original, delete_sql):
@@ -195,7 +194,9 @@ def test_concurrent_deletes_answer_once(app, client, world, monkeypatch):
 
     b = world["bob"]["headers"]
     monkeypatch.setattr(
-        ItemModel, "placement", deleted_meanwhile(ItemModel.placement, "DELETE FROM items WHERE name = 'bob-widget'")
+        StoreModel,
+        "item_with_owner",
+        deleted_meanwhile(StoreModel.item_with_owner, "DELETE FROM items WHERE name = 'bob-widget'"),
     )
     status(client.delete("/item/bob-widget", headers=b), 404, "not_found")
     monkeypatch.setattr(

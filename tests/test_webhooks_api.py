@@ -11,11 +11,11 @@ import pytest
 from flask_jwt_extended import verify_jwt_in_request
 from sqlalchemy import select
 
-import events
 from db import db
 from models.item import ItemModel
 from models.store import StoreModel
 from models.webhook_delivery import WebhookDeliveryModel
+from webhooks.outbox import record
 
 ALL_EVENTS = ["item.created", "item.updated", "item.deleted", "store.created", "store.deleted"]
 
@@ -156,13 +156,13 @@ def test_rolled_back_change_emits_nothing_and_committed_one_does(app, client, ad
     subscribe(client, admin)
     with app.app_context():
         db.session.add(StoreModel(name="ghost"))
-        events.record("store.created", {"id": 0, "name": "ghost", "items": []})
+        record("store.created", {"id": 0, "name": "ghost", "items": []})
         db.session.rollback()
         db.session.commit()  # nothing left to write
         assert outbox(app) == []
         store = StoreModel(name="real")
         db.session.add(store)
-        events.record("store.created", lambda: {"id": store.id, "name": store.name, "items": []})
+        record("store.created", lambda: {"id": store.id, "name": store.name, "items": []})
         db.session.commit()
         db.session.remove()
     assert [r[2]["data"]["name"] for r in outbox(app)] == ["real"]
@@ -175,7 +175,7 @@ def test_constraint_race_inside_commit_records_nothing(app, client, admin):
     store = client.post("/store/shop", headers=admin["headers"]).get_json()
     client.post("/item/chair", headers=admin["headers"], json={"price": 1, "store_id": store["id"]})
     before = outbox(app)
-    from errors import ApiError
+    from core.errors import ApiError
     from resources.item import insert_item
 
     with app.test_request_context(headers=admin["headers"]):

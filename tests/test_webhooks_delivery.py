@@ -1,4 +1,4 @@
-"""Webhook delivery end to end: the real worker process (webhooks_worker.py,
+"""Webhook delivery end to end: the real worker process (python -m webhooks.worker,
 a Huey consumer and the outbox poller), a real database, a real queue, and a
 real HTTP receiver that verifies every delivery with `standardwebhooks`.
 
@@ -78,7 +78,7 @@ class Stack:
     def start_worker(self, **env):
         log = open(self.workdir / f"worker-{len(self.workers)}.log", "w")
         process = subprocess.Popen(
-            [sys.executable, "webhooks_worker.py"],
+            [sys.executable, "-m", "webhooks.worker"],
             cwd=ROOT,
             env={**self.env, **env},
             stdout=log,

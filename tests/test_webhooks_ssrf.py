@@ -9,12 +9,11 @@ followed. Development and tests may allow local receivers
 
 import pytest
 
-import webhook_sender
-import webhooks_worker
 from db import db
 from models.webhook import WebhookModel, new_secret
 from models.webhook_delivery import WebhookDeliveryModel
 from tests.webhook_receiver import Receiver
+from webhooks import sender, worker
 
 REFUSED = [
     "http://127.0.0.1/hook",  # plain http
@@ -69,7 +68,7 @@ def test_production_refuses_internal_targets_at_creation(client, users, url):
     ],
 )
 def test_public_address_check(address, public):
-    assert webhook_sender.is_public(address) is public
+    assert sender.is_public(address) is public
 
 
 def test_delivery_time_check_refuses_a_name_now_resolving_to_a_private_address(app):
@@ -84,9 +83,9 @@ def test_delivery_time_check_refuses_a_name_now_resolving_to_a_private_address(a
             WebhookDeliveryModel(webhook_id=webhook.id, event="item.created", message_id="msg_1", payload="{}")
         )
         db.session.commit()
-        ids, token = webhooks_worker.claim_due(10, 60)
+        ids, token = worker.claim_due(10, 60)
         assert len(ids) == 1
-        webhooks_worker.deliver_claimed(app, ids[0], token)
+        worker.deliver_claimed(app, ids[0], token)
         row = db.session.get(WebhookDeliveryModel, ids[0])
         assert row.attempts == 1 and row.status == "pending" and row.last_status_code is None
         assert row.last_error.startswith("refused: The host resolves to a non-public address")
@@ -100,13 +99,13 @@ def test_redirects_are_not_followed():
     never requested."""
     with Receiver() as first, Receiver() as second:
         first.redirect_to = second.url
-        outcome = webhook_sender.send(first.url, new_secret(), "msg_1", "{}", timeout=5, allow_private=True)
+        outcome = sender.send(first.url, new_secret(), "msg_1", "{}", timeout=5, allow_private=True)
         assert (outcome.status_code, outcome.error) == (302, "HTTP 302")
         assert sum(first.paths.values()) == 1 and sum(second.paths.values()) == 0
 
 
 def test_metadata_address_is_refused_at_delivery_in_production():
-    outcome = webhook_sender.send(
+    outcome = sender.send(
         "http://169.254.169.254/latest/meta-data/", new_secret(), "msg_1", "{}", timeout=5, allow_private=False
     )
     assert outcome.status_code is None and outcome.error.startswith("refused")
@@ -116,5 +115,5 @@ def test_response_body_read_is_capped_and_timeout_applies():
     """A receiver that never answers costs one timeout, not a stuck worker."""
     with Receiver() as slow:
         slow.delay = 3
-        outcome = webhook_sender.send(slow.url, new_secret(), "msg_1", "{}", timeout=0.5, allow_private=True)
+        outcome = sender.send(slow.url, new_secret(), "msg_1", "{}", timeout=0.5, allow_private=True)
         assert outcome.status_code is None and "Timeout" in outcome.error

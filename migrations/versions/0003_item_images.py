@@ -1,6 +1,6 @@
 """Item images: the object key of each item's stored image.
 
-`image_key` names the object in image storage (storage.py): the SHA-256 of
+`image_key` names the object in image storage (images/storage.py): the SHA-256 of
 the re-encoded image, a random upload id and the extension; NULL when the item
 has no image. Indexed: the orphan sweep and the "is this object still
 referenced" check look rows up by it.

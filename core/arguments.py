@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from flask import g, request
 from flask_restful import reqparse
 
-from errors import ApiError, validation_error
+from core.errors import ApiError, validation_error
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 USERNAME = re.compile(r"[A-Za-z0-9._-]{3,80}")

@@ -25,14 +25,14 @@ from flask import current_app, request
 from flask_restful import Resource
 from sqlalchemy.exc import IntegrityError
 
-import events
-import item_images
+from core import arguments
+from core.errors import ApiError, conflict, validation_error
 from db import db
-from errors import ApiError, conflict, validation_error
+from images import bookkeeping
 from models.item import ItemModel
 from models.jodoo_delivery import JodooDeliveryModel
 from models.store import StoreModel, store_json
-from resources import arguments
+from webhooks import outbox
 
 MAX_CLOCK_SKEW_SECONDS = 300
 UPSERT_OPS = ("data_create", "data_update")
@@ -107,7 +107,7 @@ def store_named(name):
         store = StoreModel(name=name)
         db.session.add(store)
         db.session.flush()
-        events.record("store.created", store_json(store, [], 0))
+        outbox.record("store.created", store_json(store, [], 0))
     return store
 
 
@@ -117,11 +117,11 @@ def upsert_item(values):
     if item is None:
         item = ItemModel(name=values["name"], price=values["price"], store_id=store.id)
         db.session.add(item)
-        events.record("item.created", item)
+        outbox.record("item.created", item)
     else:
         item.price, item.store_id = values["price"], store.id
         db.session.flush()
-        events.record("item.updated", item.json())
+        outbox.record("item.updated", item.json())
 
 
 def remove_item(values):
@@ -130,7 +130,7 @@ def remove_item(values):
     if item is None:
         return None
     db.session.delete(item)
-    events.record("item.deleted", item.json())
+    outbox.record("item.deleted", item.json())
     return item.image_key
 
 
@@ -171,5 +171,5 @@ class JodooHook(Resource):
             # delivery id is rolled back too, so Jodoo's retry applies the push.
             db.session.rollback()
             raise conflict("The data changed concurrently; try again.") from None
-        item_images.discard(image_key)  # after the commit, as DELETE /item does
+        bookkeeping.discard(image_key)  # after the commit, as DELETE /item does
         return {"message": "Applied."}, 200

@@ -4,8 +4,8 @@
   image/jpeg, image/png or image/webp. Only this route accepts bodies larger
   than MAX_CONTENT_LENGTH: it raises its own request's limit to IMAGE_MAX_BYTES
   (Flask 3.1's per-request `max_content_length`), and a larger body is refused
-  from its Content-Length before any of it is read. images.py decides what the
-  bytes are; item_images.py stores them and keeps rows and objects in step.
+  from its Content-Length before any of it is read. decoding.py decides what the
+  bytes are; bookkeeping.py stores them and keeps rows and objects in step.
 - GET needs no token (an `<img src>` cannot send one). It answers 304 to a
   matching If-None-Match without touching storage. Otherwise, from the
   filesystem: behind Nginx (IMAGE_ACCEL_REDIRECT set) an empty response with
@@ -20,15 +20,15 @@ from flask_restful import Resource
 from sqlalchemy import bindparam, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
-import item_images
+from core import arguments
+from core.errors import ApiError, not_found, validation_error
+from core.permissions import require_owner
 from db import db
-from errors import ApiError, not_found, validation_error
-from images import CONTENT_TYPES, process
+from images import bookkeeping
+from images.decoding import CONTENT_TYPES, process
+from images.storage import FileStorage
 from models.item import ItemModel
 from models.store import StoreModel
-from resources import arguments
-from security import require_owner
-from storage import FileStorage
 
 RAW_TYPES = ("image/jpeg", "image/png", "image/webp")
 # Room for the multipart boundaries and part headers around the file.
@@ -61,9 +61,15 @@ def too_large(limit):
     return ApiError(413, "payload_too_large", f"The image is larger than {limit} bytes.")
 
 
+def largest_upload_body(config):
+    """The largest request body this route reads: an image at IMAGE_MAX_BYTES
+    in its multipart framing (wsgi.py reads chunked bodies up to this too)."""
+    return config["IMAGE_MAX_BYTES"] + MULTIPART_OVERHEAD
+
+
 def multipart_image(limit):
     """The one file of the multipart field `image`, at most `limit` bytes."""
-    request.max_content_length = limit + MULTIPART_OVERHEAD
+    request.max_content_length = largest_upload_body(current_app.config)
     # max_form_memory_size stays Flask's 500 kB: Werkzeug applies it to its
     # read buffer too (64 kB chunks), so a small value refuses every upload.
     request.max_form_parts = 16  # one file and a few fields, not thousands of parts
@@ -119,11 +125,11 @@ def image_key_by_name(name):
 def requested_object(image_key):
     """The object `?size=` asks for, and its ETag."""
     size = request.args.get("size")
-    digest = item_images.digest_of(image_key)
+    digest = bookkeeping.digest_of(image_key)
     if size is None:
         return image_key, f'"{digest}"'
     if size == "thumb":
-        return item_images.thumb_key(image_key), f'"{digest}-thumb"'
+        return bookkeeping.thumb_key(image_key), f'"{digest}-thumb"'
     raise validation_error({"size": "Must be 'thumb', or left out for the full image."})
 
 
@@ -134,7 +140,7 @@ def cache_control(image_key):
 
 def serve_object(key, content_type):
     """A response that sends the object's bytes (or has Nginx send them)."""
-    store = item_images.storage()
+    store = bookkeeping.storage()
     if isinstance(store, FileStorage):
         accel = current_app.config.get("IMAGE_ACCEL_REDIRECT")
         if accel:
@@ -155,7 +161,7 @@ def serve_object(key, content_type):
 
 
 def missing_object(key):
-    # A row pointing to a missing object breaks item_images.py's rule: log it loudly.
+    # A row pointing to a missing object breaks bookkeeping.py's rule: log it loudly.
     current_app.logger.error("Image object %s is referenced but missing from storage.", key)
     return not_found(NO_IMAGE)
 
@@ -189,10 +195,10 @@ class ItemImage(Resource):
         processed = process(data, current_app.config["IMAGE_MAX_PIXELS"])
         del data  # the upload's bytes are not needed past this point
         try:
-            item_images.attach(item_id, processed)
-        except item_images.ItemGone:
+            bookkeeping.attach(item_id, processed)
+        except bookkeeping.ItemGone:
             raise not_found(ITEM_NOT_FOUND) from None
-        return item_json(item_id), 200
+        return reloaded_item_json(item_id), 200
 
     @jwt_required()
     def delete(self, name):
@@ -201,10 +207,10 @@ class ItemImage(Resource):
         if item.image_key is None:
             return item.json(), 200  # nothing to remove: the state asked for holds
         try:
-            item_images.detach(item.id)
-        except item_images.ItemGone:
+            bookkeeping.detach(item.id)
+        except bookkeeping.ItemGone:
             raise not_found(ITEM_NOT_FOUND) from None
-        return item_json(item.id), 200
+        return reloaded_item_json(item.id), 200
 
 
 def db_done_reading():
@@ -213,7 +219,8 @@ def db_done_reading():
     db.session.rollback()
 
 
-def item_json(item_id):
+def reloaded_item_json(item_id):
+    """The item as it is after our commit (re-read: the swap ran as an UPDATE)."""
     item = db.session.get(ItemModel, item_id, populate_existing=True)
     if item is None:
         raise not_found(ITEM_NOT_FOUND)

@@ -29,10 +29,10 @@ import time
 from flask import current_app
 from sqlalchemy import select, update
 
-import events
+from core.errors import conflict
 from db import db
-from errors import conflict
 from models.item import ItemModel
+from webhooks import outbox
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ def swap(item_id, image_key):
             .values(image_key=image_key)
         ).rowcount
         if changed:
-            # Webhook subscribers hear of it in the same transaction (events.py).
-            events.record("item.updated", lambda: db.session.get(ItemModel, item_id, populate_existing=True).json())
+            # Webhook subscribers hear of it in the same transaction (webhooks/outbox.py).
+            outbox.record("item.updated", lambda: db.session.get(ItemModel, item_id, populate_existing=True).json())
             db.session.commit()
             return old
         db.session.rollback()

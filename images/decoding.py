@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
-from errors import ApiError, validation_error
+from core.errors import ApiError, validation_error
 
 # Longer side of the `?size=thumb` copy, in pixels.
 THUMB_SIZE = 256

@@ -1,10 +1,10 @@
 """The webhook delivery worker: a Huey consumer plus a poller of the outbox.
 
-    python webhooks_worker.py        # a separate process (Heroku `worker:`, systemd)
-    uwsgi --ini uwsgi.ini            # runs this file in a uWSGI mule (see uwsgi.ini)
+    python -m webhooks.worker        # a separate process (Heroku `worker:`, systemd)
+    uwsgi --ini uwsgi.ini            # runs this file as __main__ in a uWSGI mule (uwsgi.ini)
 
 How a delivery travels:
-1. A change commits its `webhook_deliveries` rows (events.record): the
+1. A change commits its `webhook_deliveries` rows (webhooks/outbox.py): the
    outbox, the durable record of every delivery.
 2. The poller thread of each worker process claims due rows in one statement
    (PostgreSQL: `FOR UPDATE SKIP LOCKED` in the claim's subquery; SQLite: the
@@ -13,7 +13,7 @@ How a delivery travels:
    one Huey task per row. It claims only while the queue is short, so rows
    wait in the database, not in the queue.
 3. Huey's worker threads, in any worker process sharing the queue, run
-   `deliver`: send the row (webhook_sender.send) and write the outcome back,
+   `deliver`: send the row (sender.send) and write the outcome back,
    only if the row still carries their claim token.
 
 The queue is Huey: SqliteHuey in a file (no extra service) by default, or
@@ -36,10 +36,11 @@ from huey.consumer import Consumer
 from huey.storage import RedisStorage
 from sqlalchemy import or_, select, update
 
-import webhook_sender
+from core.clock import utcnow
 from db import db
-from models.webhook import WebhookModel, utcnow
+from models.webhook import WebhookModel
 from models.webhook_delivery import DELIVERED, FAILED, PENDING, WebhookDeliveryModel
+from webhooks import sender
 
 log = logging.getLogger("stores_api.webhooks")
 DELIVERIES = WebhookDeliveryModel.__table__
@@ -154,7 +155,7 @@ def send_and_record(config, delivery_id, token):
     # our claim expired: not ours to send any more.
     if row is None or row.status != PENDING or row.claim_token != token:
         return
-    outcome = webhook_sender.send(
+    outcome = sender.send(
         row.url,
         row.secret,
         row.message_id,
@@ -239,5 +240,5 @@ def main():
     WebhookWorker(create_app()).run()
 
 
-if __name__ in ("__main__", "uwsgi_file_webhooks_worker"):
+if __name__ == "__main__":
     main()

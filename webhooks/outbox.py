@@ -1,13 +1,13 @@
 """Recording webhook events: the write side of the transactional outbox.
 
-    events.record("item.updated", item)     # then the caller commits
+    outbox.record("item.updated", item)     # then the caller commits
 
 `record` adds one `webhook_deliveries` row per webhook subscribed to the
 event type, to the *current* session, and never commits: the rows are
 written inside the caller's commit (a `before_commit` hook, after the flush
 that gives new rows their ids) and so commit or roll back with the change
 they describe. No network, no queue, on the
-request path: the worker (webhooks_worker.py) finds the rows and sends them.
+request path: the worker (worker.py) finds the rows and sends them.
 
 `data` is what the API shows for the resource (for deletes, its last state):
 a dict, or a model with a `json()` method. Other code (the image routes, the
@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from sqlalchemy import event, insert, literal, select
 from sqlalchemy.orm import Session
 
+from core.clock import utcnow
 from db import db
-from models.webhook import EVENT_TYPES, WebhookModel, utcnow
+from models.webhook import EVENT_TYPES, WebhookModel
 from models.webhook_delivery import PENDING, WebhookDeliveryModel
 
 

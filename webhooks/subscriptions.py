@@ -1,6 +1,6 @@
 """Webhook subscriptions (admin only): create, list, read, delete, and each
 endpoint's deliveries with a manual retry. Sending is the worker's job
-(webhooks_worker.py); nothing here touches the network."""
+(worker.py); nothing here touches the network."""
 
 import json
 
@@ -8,13 +8,14 @@ from flask import current_app
 from flask_restful import Resource
 from sqlalchemy import func, select, update
 
-import webhook_sender
+from core import arguments
+from core.clock import utcnow
+from core.errors import ApiError, not_found
+from core.permissions import admin_required
 from db import db
-from errors import ApiError, not_found
-from models.webhook import EVENT_TYPES, WebhookModel, new_secret, utcnow
+from models.webhook import EVENT_TYPES, WebhookModel, new_secret
 from models.webhook_delivery import PENDING, WebhookDeliveryModel
-from resources import arguments
-from security import admin_required
+from webhooks import sender
 
 WEBHOOK_NOT_FOUND = "Webhook not found."
 MAX_URL_LENGTH = 2048
@@ -26,11 +27,11 @@ def webhook_url(value):
     allow_private = current_app.config["WEBHOOK_ALLOW_PRIVATE_TARGETS"]
     try:
         if allow_private:
-            webhook_sender.check_url(value, allow_private)
+            sender.check_url(value, allow_private)
         else:
             # Checked again at every delivery: DNS may change after this.
-            webhook_sender.resolve(value, allow_private)
-    except webhook_sender.RefusedTarget as e:
+            sender.resolve(value, allow_private)
+    except sender.RefusedTarget as e:
         raise ValueError(str(e)) from None
     return value
 

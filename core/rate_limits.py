@@ -24,7 +24,7 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from errors import ApiError
+from core.errors import ApiError
 
 
 class RateLimits:

@@ -3,9 +3,9 @@
 
 Every command here needs the service's migrated database. Run on a server
 without the service's environment (no DATABASE_URL), Flask falls back to the
-development SQLite file, and a command used to create that empty file and
-end in a 40-line "no such table: users" traceback. Each command now checks
-first, without creating anything, and stops with one line saying what to do.
+development SQLite file; so each command first checks, without creating
+anything, that the database is there and migrated, and otherwise stops with
+one line saying what to do.
 """
 
 import functools
@@ -16,8 +16,8 @@ import sqlalchemy
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-import item_images
 from db import db
+from images import bookkeeping
 from models.user import UserModel
 
 
@@ -85,7 +85,7 @@ def images():
 def sweep(min_age):
     """Delete image objects no item references (left by a crash between an
     upload's write and its commit, or a failed delete)."""
-    deleted = item_images.sweep(min_age_seconds=min_age)
+    deleted = bookkeeping.sweep(min_age_seconds=min_age)
     for key in deleted:
         click.echo(f"deleted {key}")
     click.echo(f"Deleted {len(deleted)} orphaned image objects (older than {min_age} s).")

@@ -4,7 +4,7 @@
   OpenAPI 3.1 document) converted to JSON. The YAML is read and converted on
   the first request for it and kept, so a worker that never serves the
   document never pays for it (about 1.3 MiB per uWSGI worker, PyYAML
-  included), and later requests cost nothing. tests/test_openapi.py checks
+  included), and later requests cost nothing. tests/core/test_docs.py checks
   that the document parses and validates.
 - ``/docs`` is Swagger UI. Its scripts and styles come from the
   ``flask-swagger-ui`` package (a pinned dependency that ships Swagger UI's
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, redirect, send_from_directory, url_for
 
-OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 # Swagger UI's built files, as shipped inside the flask-swagger-ui wheel.
 SWAGGER_UI_DIST = Path(str(files("flask_swagger_ui") / "dist"))
@@ -120,7 +120,7 @@ def swagger_initializer() -> Response:
 
 # `/docs/` (with the slash people and some proxies add) is the page too: it
 # redirects to `/docs`. The rule belongs to the asset endpoint, with an empty
-# file name, so the route list tests/test_openapi.py checks gains no endpoint.
+# file name, so the route list tests/core/test_docs.py checks gains no endpoint.
 @blueprint.get("/docs/", defaults={"filename": ""})
 @blueprint.get("/docs/<path:filename>")
 def docs_asset(filename: str) -> Response:

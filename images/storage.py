@@ -1,7 +1,7 @@
 """Where image objects live: a local folder, or any S3-compatible bucket.
 
-Both backends have the same small interface, used by item_images.py and
-resources/image.py:
+Both backends have the same small interface, used by bookkeeping.py and
+resource.py:
 
     put(key, data, content_type)   write an object (whole, or not at all)
     delete(key)                    remove it (no error when it is gone)
@@ -12,7 +12,7 @@ resources/image.py:
                                    server can send the file without Python
                                    copying it (X-Accel-Redirect or sendfile)
 
-Keys are made by item_images.object_keys from a content hash and a random
+Keys are made by bookkeeping.object_keys from a content hash and a random
 upload id; `check_key` refuses anything else, so no client-supplied text ever
 becomes part of a path or an object name.
 
@@ -28,7 +28,7 @@ import re
 import tempfile
 from urllib.parse import urlsplit
 
-from errors import ApiError
+from core.errors import ApiError
 
 # <sha256 hex>-<upload id hex>[.thumb].<jpg|png|webp>
 KEY = re.compile(r"[0-9a-f]{64}-[0-9a-f]{16}(?:\.thumb)?\.(?:jpg|png|webp)")
@@ -58,8 +58,8 @@ class FileStorage:
     folder grows past a few thousand entries."""
 
     def __init__(self, root):
+        # Folders are made by `put`: building the app writes nothing to disk.
         self.root = os.path.abspath(root)
-        os.makedirs(self.root, exist_ok=True)
 
     def __repr__(self):
         return f"FileStorage({self.root!r})"
