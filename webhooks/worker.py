@@ -77,6 +77,7 @@ def make_huey(config, instance_path):
             **redis_options(config),
         )
     path = config.get("WEBHOOK_QUEUE_PATH") or os.path.join(instance_path, "webhooks-queue.db")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return SqliteHuey("webhooks", results=False, filename=path)
 
 
@@ -230,6 +231,17 @@ class WebhookWorker:
         consumer.run()
 
 
+def new_worker(app):
+    """A WebhookWorker from this module under its package name. Run as a
+    script (`python -m`, the uWSGI mule) this file is `__main__`, and Huey
+    names a task after its function's module: building the worker from
+    `webhooks.worker` gives the task the same name in every process that
+    shares the queue, however each was started."""
+    from webhooks import worker
+
+    return worker.WebhookWorker(app)
+
+
 def main():
     logging.basicConfig(
         level=os.environ.get("WEBHOOK_LOG_LEVEL", "INFO"),
@@ -237,7 +249,7 @@ def main():
     )
     from app import create_app  # the app, built from the environment
 
-    WebhookWorker(create_app()).run()
+    new_worker(create_app()).run()
 
 
 if __name__ == "__main__":
