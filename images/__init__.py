@@ -1,12 +1,13 @@
-"""Item images: `PUT`/`GET`/`DELETE /item/<name>/image`. Everything about
-images lives here:
+"""Item images: `PUT`, `GET` and `DELETE /item/<name>/image`.
 
-| module           | what it holds |
-|------------------|---------------|
-| `resource.py`    | the HTTP side: upload limits, ownership, `ETag`/304, `X-Accel-Redirect` behind Nginx |
-| `decoding.py`    | the bytes: format sniffing (JPEG, PNG, WebP only), pixel limits, decode, re-encode without metadata, thumbnail |
-| `storage.py`     | where objects live: a local folder or an S3-compatible bucket (`IMAGE_STORAGE`) |
-| `bookkeeping.py` | rows and objects kept in step: write then swap then delete, compare-and-set, `sweep` of orphans |
+- `resource.py`: the HTTP side — upload limits, ownership, `ETag` and 304,
+  `X-Accel-Redirect` behind Nginx.
+- `decoding.py`: the bytes — format sniffing (JPEG, PNG, WebP only), pixel
+  limits, decoding, re-encoding without metadata, the thumbnail.
+- `storage.py`: where objects live — a local folder or an S3-compatible
+  bucket (`IMAGE_STORAGE`).
+- `bookkeeping.py`: rows and objects kept in step — write, swap, then delete;
+  compare-and-set; `sweep` of orphans.
 
 Elsewhere, by design: the `image_key` column and `image_url` in
 `models/item.py`; `flask images sweep` in `core/cli.py`; migration 0003; the

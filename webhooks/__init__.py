@@ -1,12 +1,15 @@
-"""Webhooks, both ways. Everything about them lives here:
+"""Webhooks, both ways.
 
-| module             | what it holds |
-|--------------------|---------------|
-| `outbox.py`        | `record(event, data)`: outbox rows written inside the change's own commit |
-| `worker.py`        | the delivery worker: claims due rows, sends them through a Huey queue, retries with backoff (`python -m webhooks.worker`, or a uWSGI mule) |
-| `sender.py`        | one signed delivery (Standard Webhooks), SSRF checks on the address connected to, bounded time and answer |
-| `subscriptions.py` | the admin API: `/webhooks`, deliveries, retry |
-| `jodoo.py`         | the incoming push `POST /hooks/jodoo`: signature, field map, applied once |
+- `outbox.py`: `record(event, data)` — outbox rows written inside the
+  change's own commit.
+- `worker.py`: the delivery worker — claims due rows, runs them through a
+  Huey queue, retries with backoff (`python -m webhooks.worker`, or a uWSGI
+  mule).
+- `sender.py`: one signed delivery (Standard Webhooks), SSRF checks on the
+  address actually connected to, bounded time and answer size.
+- `subscriptions.py`: the admin API — `/webhooks`, deliveries, retry.
+- `jodoo.py`: the incoming push `POST /hooks/jodoo` — signature, field map,
+  applied once.
 
 Elsewhere, by design: the tables in `models/webhook.py`,
 `models/webhook_delivery.py` and `models/jodoo_delivery.py` (one model per
