@@ -87,7 +87,6 @@ class Config:
     AWS_ACCESS_KEY_ID = None
     AWS_SECRET_ACCESS_KEY = None
     AWS_DEFAULT_REGION = None
-    RATELIMIT_HEADERS_ENABLED = True
 
     # OWASP's minimum for argon2id: 19 MiB, 2 iterations, parallelism 1.
     ARGON2_TIME_COST = 2
