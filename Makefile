@@ -32,7 +32,7 @@ run: migrate
 	@$(BIN)/python deploy/dev_server.py
 
 # Nginx (Debian package, only when missing; never started as a service) and
-# newman (pinned in postman/package.json, into postman/node_modules) for tests/e2e.
+# newman (pinned in postman/package.json, into postman/node_modules) for tests/live.
 tools:
 	bash deploy/install-tools.sh
 
@@ -44,11 +44,17 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The in-process tests on SQLite only (under 30 s): no uWSGI, Nginx or PostgreSQL;
-# the Redis-backed cases run when Redis is there and skip, with the reason, when not.
+# The in-process tests on SQLite only, in two processes (pytest-xdist), under 20 s:
+# nothing from tests/live (no uWSGI, Nginx, worker or newman) or tests/fuzz (so
+# no schemathesis plugin either), no PostgreSQL-only case; the Redis-backed cases
+# run when Redis is there and skip, with the reason, when not. Each xdist worker
+# has its own run id (scratch databases, Redis keys, buckets). Nothing is written
+# into the checkout: compiled bytecode (pytest's rewritten tests included) is
+# kept in $(VENV)/pycache, where the next run finds it.
 test-fast: install-dev
-	TEST_BACKENDS=sqlite $(BIN)/python -m pytest -m "not live and not postgres" \
-		--ignore=tests/e2e --ignore=tests/fuzz -p no:cacheprovider -q $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache TEST_BACKENDS=sqlite \
+		$(BIN)/python -m pytest -n 2 -p no:schemathesis -m "not live and not postgres" \
+		--ignore=tests/live --ignore=tests/fuzz -p no:cacheprovider -q $(PYTEST_ARGS)
 
 # Deeper fuzzing than `make test` does: new random cases each run, for FUZZ_MAX_TIME seconds.
 # Replay a failure with `FUZZ_SEED=<the seed it printed> make fuzz`.

@@ -41,7 +41,7 @@ from report import write_section  # noqa: E402
 from uwsgi_server import CLOCK_TICKS, UwsgiServer, migrate  # noqa: E402
 from wrk_runner import CONNECTIONS, THREADS, run_wrk  # noqa: E402
 
-from tests.e2e.nginx_harness import NginxServer  # noqa: E402
+from tests.support.nginx_harness import NginxServer  # noqa: E402
 
 RESULTS = BENCH_DIR / "RESULTS.md"
 START, END = "<!-- item-images:start -->", "<!-- item-images:end -->"

@@ -56,7 +56,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from report import write_section  # noqa: E402
 
-from tests.e2e.nginx_harness import NginxServer, free_port, wait_for_port  # noqa: E402
+from tests.support.nginx_harness import NginxServer, free_port, wait_for_port  # noqa: E402
 
 BIN = PROJECT_DIR / ".venv" / "bin"
 OUT_DIR = BENCH_DIR / "out"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the deployment tools the end-to-end tests (tests/e2e/) drive:
+# Installs the deployment tools the end-to-end tests (tests/live/) drive:
 #   - nginx, from Debian's packages, when no `nginx` binary is found (and
 #     Node.js with npm, the same way, when there is no `npm`);
 #   - newman (the Postman collection runner), pinned in postman/package.json,

@@ -9,6 +9,13 @@ from config import database_url
 from core.tokens import secret_key
 
 
+@pytest.fixture(autouse=True)
+def instance_folder(monkeypatch, tmp_path):
+    """Apps built here without a database URL (or a JWT secret) make and write
+    their instance folder: a temporary one, never the checkout's `instance/`."""
+    monkeypatch.setattr("flask.Flask.auto_find_instance_path", lambda self: str(tmp_path / "instance"))
+
+
 def test_heroku_postgres_scheme_is_accepted():
     assert database_url("postgres://u:p@h:5432/d") == "postgresql+psycopg2://u:p@h:5432/d"
     assert database_url("postgresql://u@h/d") == "postgresql+psycopg2://u@h/d"

@@ -6,8 +6,8 @@ import sqlalchemy
 from flask_migrate import downgrade, upgrade
 
 from db import db
-from tests import services
-from tests.conftest import build_app, dispose
+from tests.support import services
+from tests.support.apps import build_app, dispose
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -57,3 +57,35 @@ def test_upgrade_from_0001_with_rows(empty_database):
             )
         db.session.rollback()
     dispose(app)
+
+
+def test_migration_0003_round_trip_keeps_autoincrement(tmp_path):
+    """Upgrade, downgrade to 0001 and upgrade again on SQLite: the items table
+    keeps AUTOINCREMENT (batch mode recreates it on the way down)."""
+    import sqlite3
+
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+
+    path = tmp_path / "migrations.db"
+    app = create_app(
+        {
+            "APP_ENV": "testing",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+            "JWT_SECRET_KEY": "x" * 64,
+            "IMAGE_STORAGE": f"file://{tmp_path / 'images'}",
+        }
+    )
+
+    def items_sql():
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT sql FROM sqlite_master WHERE name = 'items'").fetchone()[0]
+
+    with app.app_context():
+        upgrade()
+        assert "image_key" in items_sql() and "AUTOINCREMENT" in items_sql()
+        downgrade(revision="0001")
+        assert "image_key" not in items_sql() and "AUTOINCREMENT" in items_sql()
+        upgrade()
+        assert "image_key" in items_sql() and "AUTOINCREMENT" in items_sql()

@@ -36,8 +36,8 @@ import requests
 import sqlalchemy
 
 from config import database_url as sqlalchemy_url
-from tests import services
-from tests.live import ROOT, LiveServer
+from tests.support import services
+from tests.support.live_server import ROOT, LiveServer
 
 pytestmark = pytest.mark.live
 

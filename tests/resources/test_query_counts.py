@@ -1,0 +1,123 @@
+"""Every endpoint runs a fixed number of SQL statements, whatever the data size.
+
+Counted with a SQLAlchemy event listener on the app's engine: a counted fact,
+so it is asserted (speed itself is measured in bench/, never asserted here).
+"""
+
+from sqlalchemy import event
+
+from db import db
+from tests.support.users import Users
+
+SMALL, LARGE = (2, 3), (12, 25)  # (stores, items per store)
+
+
+class StatementCounter:
+    def __init__(self, app):
+        with app.app_context():
+            self.engine = db.engine
+        self.statements = []
+        event.listen(self.engine, "before_cursor_execute", self.record)
+
+    def record(self, conn, cursor, statement, parameters, context, executemany):
+        self.statements.append(statement)
+
+    def count(self, send):
+        self.statements.clear()
+        response = send()
+        assert response.status_code < 400, response.get_json()
+        return len(self.statements)
+
+
+def seed(client, headers, prefix, stores, items_per_store):
+    for s in range(stores):
+        store_id = client.post(f"/store/{prefix}store{s}", headers=headers).get_json()["id"]
+        for i in range(items_per_store):
+            response = client.post(
+                f"/item/{prefix}item-{s}-{i}", headers=headers, json={"price": 1.5, "store_id": store_id}
+            )
+            assert response.status_code == 201
+
+
+def endpoint_counts(app, client, users, size, prefix):
+    """Statements per request for one call of each endpoint, after seeding `size`."""
+    admin = users.create(f"{prefix}admin", admin=True)
+    headers = admin["headers"]
+    seed(client, headers, prefix, *size)
+    counter = StatementCounter(app)
+    refresh = {"Authorization": f"Bearer {admin['refresh_token']}"}
+    counts = {
+        "GET /items (token)": counter.count(lambda: client.get("/items?per_page=1000", headers=headers)),
+        "GET /items (anonymous)": counter.count(lambda: client.get("/items?per_page=1000")),
+        "GET /stores": counter.count(lambda: client.get("/stores?per_page=1000")),
+        "GET /store/<name>": counter.count(lambda: client.get(f"/store/{prefix}store1")),
+        "GET /item/<name>": counter.count(lambda: client.get(f"/item/{prefix}item-1-1", headers=headers)),
+        "POST /item/<name>": counter.count(
+            lambda: client.post(f"/item/{prefix}new", headers=headers, json={"price": 1, "store_id": 1})
+        ),
+        "PUT /item/<name> (update)": counter.count(
+            lambda: client.put(f"/item/{prefix}new", headers=headers, json={"price": 2, "store_id": 1})
+        ),
+        "PUT /item/<name> (create)": counter.count(
+            lambda: client.put(f"/item/{prefix}newer", headers=headers, json={"price": 2, "store_id": 1})
+        ),
+        "DELETE /item/<name>": counter.count(lambda: client.delete(f"/item/{prefix}newer", headers=headers)),
+        "POST /store/<name>": counter.count(lambda: client.post(f"/store/{prefix}fresh", headers=headers)),
+        "DELETE /store/<name>": counter.count(lambda: client.delete(f"/store/{prefix}fresh", headers=headers)),
+        "GET /user/<id>": counter.count(lambda: client.get(f"/user/{admin['id']}", headers=headers)),
+        "POST /login": counter.count(
+            lambda: client.post("/login", json={"username": admin["username"], "password": admin["password"]})
+        ),
+        "POST /refresh": counter.count(lambda: client.post("/refresh", headers=refresh)),
+        "POST /logout": counter.count(lambda: client.post("/logout", headers=headers)),
+    }
+    return counts, counter
+
+
+def test_statement_counts_do_not_grow_with_data(app, client, users, make_app):
+    small, _ = endpoint_counts(app, client, users, SMALL, "small-")
+    # A second app on the same database adds a larger data set on top.
+    big_app = make_app()
+    big_client = big_app.test_client()
+    big, _ = endpoint_counts(big_app, big_client, Users(big_app, big_client), LARGE, "large-")
+    assert small == big, (small, big)
+    # Nothing near one statement per row: reads are token check + count +
+    # page (+ the page's items); writes add a check and the write itself.
+    print("statements per request:", small)
+    assert max(small.values()) <= 5, small
+
+
+def test_owner_writes_and_past_the_end_pages(app, client, users, owner, store):
+    """An owner (no admin exemption from quotas) pays the store's lock and
+    count on a create or a move, and every write its outbox INSERT: 6
+    statements for a POST, 7 for a PUT that creates (it looks for the item
+    first) or moves; a page
+    past the end is the token check and the count, never an OFFSET scan."""
+    headers, other = owner["headers"], client.post("/store/other", headers=owner["headers"]).get_json()
+    counter = StatementCounter(app)
+    item = {"price": 1, "store_id": store["id"]}
+    counts = {
+        "POST": counter.count(lambda: client.post("/item/a", headers=headers, json=item)),
+        "PUT create": counter.count(lambda: client.put("/item/b", headers=headers, json=item)),
+        "PUT update": counter.count(lambda: client.put("/item/b", headers=headers, json={**item, "price": 2})),
+        "PUT move": counter.count(
+            lambda: client.put("/item/b", headers=headers, json={**item, "store_id": other["id"]})
+        ),
+        "DELETE": counter.count(lambda: client.delete("/item/b", headers=headers)),
+    }
+    # Each write also adds its webhook events to the outbox: one INSERT ... SELECT
+    # (no rows when nobody subscribed).
+    assert counts == {"POST": 6, "PUT create": 7, "PUT update": 5, "PUT move": 7, "DELETE": 4}, counts
+    assert counter.count(lambda: client.get("/items?page=1000000000", headers=headers)) == 2
+    assert not any("OFFSET" in s.upper() for s in counter.statements)
+    assert counter.count(lambda: client.get("/stores?page=1000000000")) == 1
+
+
+def test_authenticated_path_is_one_statement(app, client, owner, store):
+    """Token -> the account's key, generation, revoked? is one statement."""
+    user = owner
+    client.post("/item/chair", headers=user["headers"], json={"price": 1, "store_id": store["id"]})
+    counter = StatementCounter(app)
+    assert counter.count(lambda: client.get("/item/chair", headers=user["headers"])) == 2
+    token_checks = [s for s in counter.statements if "revoked_sessions" in s]
+    assert len(token_checks) == 1 and "users" in token_checks[0]
