@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
+# Hypothesis's example database and caches live in the venv, not the checkout.
+export HYPOTHESIS_STORAGE_DIRECTORY := $(CURDIR)/$(VENV)/hypothesis
 
 .PHONY: run test test-fast lint install install-dev tools migrate bench bench-webhooks fuzz clean
 
@@ -44,7 +46,7 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The in-process tests on SQLite only, in two processes (pytest-xdist), under 20 s:
+# The in-process tests on SQLite only, in two processes (pytest-xdist):
 # nothing from tests/live (no uWSGI, Nginx, worker or newman) or tests/fuzz (so
 # no schemathesis plugin either), no PostgreSQL-only case; the Redis-backed cases
 # run when Redis is there and skip, with the reason, when not. Each xdist worker
@@ -81,4 +83,4 @@ bench-webhooks: install-dev
 	$(BIN)/python bench/webhooks.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis postman/node_modules
+	rm -rf $(VENV) .pytest_cache postman/node_modules

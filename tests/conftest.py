@@ -7,7 +7,6 @@ each test.
 """
 
 import gc
-import os
 
 import pytest
 from flask_migrate import upgrade
@@ -21,11 +20,8 @@ from tests.support.users import Users
 # Fixtures shared by several test modules, kept in their own files.
 pytest_plugins = ["tests.support.s3"]
 
-# `make test-fast` sets TEST_BACKENDS=sqlite: in-process tests on SQLite only.
-BACKENDS = os.environ.get("TEST_BACKENDS", "sqlite,postgresql").split(",")
 
-
-@pytest.fixture(scope="session", params=BACKENDS)
+@pytest.fixture(scope="session", params=services.BACKENDS)
 def database_url(request, tmp_path_factory):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"

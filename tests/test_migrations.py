@@ -10,7 +10,7 @@ from tests.support import services
 from tests.support.apps import build_app, dispose
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=services.BACKENDS)
 def empty_database(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'migrate.db'}"

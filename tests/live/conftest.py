@@ -73,18 +73,20 @@ _SCRUBBED = (
 )
 
 
-# What the servers write besides their databases (webhook queues) goes here,
-# never to the checkout's instance/ folder; removed when the run ends.
+# What the servers write besides their databases (webhook queues, uploaded
+# images) goes here, never to the checkout's instance/ folder; removed when the
+# run ends.
 SCRATCH = Path(tempfile.mkdtemp(prefix="stores-live-"))
 atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 
 
 def app_env(database_url: str, redis_url: str | None = None, **extra: str) -> dict[str, str]:
     """The environment a production deployment gives the app (the systemd
-    unit's env file, or Heroku's config vars), for a test. Without Redis the
-    webhook queue is a SQLite file: one of its own per environment, shared by
-    the processes that share the environment, as they would share the
-    instance folder."""
+    unit's env file, or Heroku's config vars), for a test. Image storage, and
+    (without Redis) the webhook queue's SQLite file, are in a folder of this
+    environment's own, shared by the processes that share the environment, as
+    they would share the instance folder."""
+    scratch = Path(tempfile.mkdtemp(dir=SCRATCH))
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("UWSGI_")}
     env.update(
         {
@@ -96,7 +98,8 @@ def app_env(database_url: str, redis_url: str | None = None, **extra: str) -> di
             "LOGIN_RATE_LIMIT": "100000 per minute",
             "REGISTER_RATE_LIMIT": "100000 per minute",
             "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
-            "WEBHOOK_QUEUE_PATH": str(Path(tempfile.mkdtemp(dir=SCRATCH)) / "webhooks-queue.db"),
+            "WEBHOOK_QUEUE_PATH": str(scratch / "webhooks-queue.db"),
+            "IMAGE_STORAGE": f"file://{scratch / 'images'}",
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
     )

@@ -46,6 +46,7 @@ def dev_env(tmp_path):
         PORT=str(free_port()),
         DATABASE_URL=f"sqlite:///{tmp_path / 'dev.db'}",
         WEBHOOK_QUEUE_PATH=str(tmp_path / "webhooks-queue.db"),
+        IMAGE_STORAGE=f"file://{tmp_path / 'images'}",
         JWT_SECRET_KEY="make-run-test-secret-key-32-bytes-long",
         APP_ENV="development",
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",

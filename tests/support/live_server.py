@@ -4,9 +4,9 @@
         requests.get(server.url + "/health")
 
 The server runs in its own process group and is always stopped on exit.
-What it writes besides its database (the webhook queue of its mule) goes to a
-temporary folder of its own, removed when it stops, never to the checkout's
-`instance/`.
+What it writes besides its database (the webhook queue of its mule, uploaded
+images) goes to a temporary folder of its own, removed when it stops, never to
+the checkout's `instance/`.
 """
 
 import json
@@ -75,6 +75,7 @@ class LiveServer:
             "WEB_CONCURRENCY": str(processes),
             "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
             "WEBHOOK_QUEUE_PATH": os.path.join(self.scratch, "webhooks-queue.db"),
+            "IMAGE_STORAGE": f"file://{self.scratch}/images",
             **(extra_env or {}),
         }
         self.env.pop("REDIS_URL", None)

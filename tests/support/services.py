@@ -16,6 +16,9 @@ from config import database_url
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ON_CI = os.environ.get("CI", "").lower() == "true"
+# The database backends the in-process tests run on; `make test-fast` sets
+# TEST_BACKENDS=sqlite: SQLite only, no PostgreSQL.
+BACKENDS = os.environ.get("TEST_BACKENDS", "sqlite,postgresql").split(",")
 
 # Two checkouts testing at once on one machine must never share state: every
 # scratch database and every Redis key of this run carries this id.
