@@ -8,7 +8,7 @@ local port that verifies every delivery with the `standardwebhooks` library.
 It records each verified delivery's webhook-id and body, counts failed
 verifications, can answer a given status for the next N requests
 (`fail_next`), go down and come back on the same port (`stop` / `start`),
-and answer slowly (`delay`).
+and answer slowly (`delay`). Until it knows the secret it answers 503.
 """
 
 import json
@@ -101,6 +101,10 @@ class Receiver:
             if self.failures_left:
                 self.failures_left -= 1
                 return self.answer(request, self.failure_status)
+        if not self.secret:
+            # The test has not learnt the subscription's secret yet: the
+            # sender is told to come back, as a receiver starting up would.
+            return self.answer(request, 503)
         try:
             Webhook(self.secret).verify(body, dict(request.headers.items()))
         except WebhookVerificationError:
