@@ -3,7 +3,7 @@
 bench/RESULTS.md (between the two marker lines; the rest of the file is
 left alone) and prints it.
 
-1. Serving: Nginx (deploy/nginx.conf, rendered by tests/e2e/nginx_harness.py)
+1. Serving: Nginx (deploy/nginx.conf, rendered by tests/support/nginx_harness.py)
    in front of `uwsgi --ini uwsgi.ini` with IMAGE_ACCEL_REDIRECT=/_images/.
    wrk fetches GET /item/<name>/image of a ~200 KB JPEG over HTTPS, then the
    same file served statically by the same Nginx (a bench-only location

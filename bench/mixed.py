@@ -20,10 +20,10 @@ client's own CPU (TLS handshakes, thousands of 429s a second) slows the
 servers too: the figures overstate what a remote attacker would cost.
 
 Two ways in, each with its own server:
-- through deploy/nginx.conf (run by tests/e2e/nginx_harness.py on free local
+- through deploy/nginx.conf (run by tests/support/nginx_harness.py on free local
   ports, with its documented worker_connections) in front of
   `uwsgi --ini uwsgi.ini:nginx` with 4 workers: the Linux-server deployment
-  as the README sets it up;
+  as docs/deploy-server.md sets it up;
 - straight to `uwsgi --ini uwsgi.ini` (PORT set, 2 workers): `make run` and Heroku,
   where only uWSGI's own HTTP router stands in front of the workers.
 
@@ -69,7 +69,7 @@ READER_PAUSE = 0.05  # seconds between one reader's requests
 FLOODERS = 2
 SLOW_CLIENTS = 200
 TRICKLE_EVERY = 3.5
-NGINX_WORKERS = 4  # the README's WEB_CONCURRENCY for the Linux server
+NGINX_WORKERS = 4  # docs/deploy-server.md's WEB_CONCURRENCY
 HOSTILE_HEAD_START = 3.0  # seconds the hostile client runs before the readers start
 
 
@@ -281,7 +281,7 @@ SCENARIOS = ["quiet", "registration flood", "slow headers"]
 def through_nginx():
     env = fresh_database("nginx")
     socket_port = free_port()
-    # 4 workers, as the README's environment file for the Linux server sets.
+    # 4 workers, as docs/deploy-server.md's environment file sets.
     env = {**env, "UWSGI_SOCKET": f"127.0.0.1:{socket_port}", "WEB_CONCURRENCY": str(NGINX_WORKERS)}
     proc = start_uwsgi(["--ini", "uwsgi.ini:nginx", "--disable-logging"], env, "mixed-uwsgi-nginx.log", None)
     nginx = NginxServer([f"127.0.0.1:{socket_port}"])
@@ -323,7 +323,7 @@ def markdown(outcomes):
         "",
         f"{READERS} readers (each its own address, GET /items with a {READER_PAUSE * 1000:.0f} ms pause), "
         f"{SECONDS:.0f} s a scenario, argon2 at the production cost; uWSGI workers: {NGINX_WORKERS} behind "
-        "Nginx (the README's WEB_CONCURRENCY for the Linux server), 2 straight (the default). "
+        "Nginx (docs/deploy-server.md's WEB_CONCURRENCY), 2 straight (the default). "
         f"Flood: {FLOODERS} threads POST /register from one address. Slow headers: "
         f"{SLOW_CLIENTS} connections from one address sending a header line every {TRICKLE_EVERY} s. "
         f"The hostile client starts {HOSTILE_HEAD_START:.0f} s before the readers (steady state). "

@@ -22,7 +22,7 @@ contract's shape (to check the harness without the real app).
 
 Settings (environment): BENCH_DURATION (seconds per measured run, default 10),
 BENCH_WARMUP (seconds of unmeasured load before each run, default 2),
-BENCH_PORT (first of the ports used, default 20000; uses the next 5),
+BENCH_PORT (first of the ports used, default 20000; uses the next 3),
 BENCH_WORKDIR (databases, default /tmp/stores-bench), BENCH_PAGING=0 (skip
 the 100,000-item run), BENCH_UWSGI_ARGS (extra uWSGI flags for every server,
 e.g. to try a uwsgi.ini change before making it).

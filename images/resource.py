@@ -11,7 +11,7 @@
   filesystem: behind Nginx (IMAGE_ACCEL_REDIRECT set) an empty response with
   X-Accel-Redirect, so Nginx sends the file and the uWSGI worker is free at
   once; without Nginx, `send_file` (uWSGI's file wrapper uses sendfile()).
-  From S3 the bytes are streamed through (README: "Item images").
+  From S3 the bytes are streamed through (docs/images.md, "Serving").
 """
 
 from flask import current_app, request, send_file

@@ -7,7 +7,7 @@ default), and PostgreSQL with Redis (REDIS_URL set). The backoff schedule and
 the claim lease are made short by configuration, so outages and kills
 recover in seconds. Times are printed (run with -s to see them), never asserted.
 The outage lasts WEBHOOK_TEST_OUTAGE_SECONDS (default 15, to keep the suite
-short; 30 was measured too, see README "Webhooks").
+short; 30 was measured too, see docs/webhooks.md, "Measured").
 """
 
 import json
