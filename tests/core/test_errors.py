@@ -2,13 +2,7 @@
 
 import pytest
 
-
-def envelope(response, status, code):
-    assert response.status_code == status
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert body["error"] == code and isinstance(body["message"], str) and body["message"]
-    return body
+from tests.support.errors import envelope
 
 
 def test_unknown_path_is_json_404(client):

@@ -173,8 +173,8 @@ def test_ctrl_c_stops_uwsgi_within_3_seconds(dev_env, tmp_path, moment):
 
 def test_ctrl_c_while_workers_load_a_slow_app(dev_env, tmp_path):
     """A slow start (cold disk, small machine) makes the loading window wide:
-    each worker here imports a module that sleeps 3 s before the app. On the
-    old uwsgi.ini this hung for worker-reload-mercy (20 s)."""
+    each worker here imports a module that sleeps 3 s before the app. A stop
+    that waited for the loading workers would hang for worker-reload-mercy (20 s)."""
     (tmp_path / "slow_start.py").write_text("import time\ntime.sleep(3)\n")
     log_path = tmp_path / "uwsgi.log"
     proc = start([*UWSGI, "--pythonpath", str(tmp_path), "--import", "slow_start"], dev_env, log_path)

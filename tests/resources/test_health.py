@@ -1,12 +1,6 @@
 """GET /health (the process answers) and GET /health/ready (its database does)."""
 
-
-def envelope(response, status, code):
-    assert response.status_code == status
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert body["error"] == code and isinstance(body["message"], str) and body["message"]
-    return body
+from tests.support.errors import envelope
 
 
 def test_health(client):
