@@ -65,9 +65,11 @@ class Config:
     MAX_CONTENT_LENGTH = 65536
 
     LOGIN_RATE_LIMIT = "10 per minute"
-    # A username's failed logins from all addresses together: looser, and it
-    # only refuses addresses that have failed themselves (core/rate_limits.py).
-    LOGIN_USERNAME_FAILURE_LIMIT = "100 per hour"
+    # A username's failed logins from all addresses together, for attempts
+    # without a device token of that user (core/rate_limits.py).
+    LOGIN_USERNAME_FAILURE_LIMIT = "20 per hour"
+    # How long a device token (what /login gives a device that logged in) lasts.
+    DEVICE_TOKEN_EXPIRES = timedelta(days=365)
     REGISTER_RATE_LIMIT = "20 per hour"
 
     # Quotas (admins are exempt) and the bound on items embedded in a store.
@@ -187,6 +189,7 @@ ENVIRONMENT = (
     "MAX_CONTENT_LENGTH",
     "LOGIN_RATE_LIMIT",
     "LOGIN_USERNAME_FAILURE_LIMIT",
+    "DEVICE_TOKEN_EXPIRES",
     "REGISTER_RATE_LIMIT",
     "MAX_STORES_PER_USER",
     "MAX_ITEMS_PER_STORE",

@@ -6,14 +6,18 @@ in this process's memory (documented: counts per process).
 
 - `/register`: REGISTER_RATE_LIMIT per client address, every attempt counted,
   taken or not (a name check costs the caller as much as a new account).
-- `/login` (and a wrong current password in `PUT /user/<id>/password`):
+- `/login` without a device token (core/tokens.py) valid for that username:
   * LOGIN_RATE_LIMIT attempts per client address;
   * LOGIN_RATE_LIMIT failures per (username, address);
-  * LOGIN_USERNAME_FAILURE_LIMIT failures per username from all addresses —
-    a looser ceiling that only refuses addresses that have themselves failed
-    for that username. The right password from an address that has not
-    failed is never refused because others failed: an attacker cannot lock
-    the owner out.
+  * LOGIN_USERNAME_FAILURE_LIMIT failures per username from all addresses
+    together: once it is spent, every such attempt gets 429, from whatever
+    address. An attacker with a million addresses gets this budget, not a
+    million guesses.
+- `/login` with a valid device token for that username (the owner, on a
+  device that has logged in before): only LOGIN_RATE_LIMIT failures per
+  device. Nobody else's failures refuse it: the owner is never locked out.
+- A wrong current password in `PUT /user/<id>/password` is a failure of the
+  caller's login session, limited like a device's.
 """
 
 import math
@@ -64,29 +68,30 @@ class RateLimits:
             headers={"Retry-After": str(retry_after)},
         )
 
-    def _failures(self, item, *keys):
-        stats = self.window.get_window_stats(item, *keys)
-        return item.amount - stats.remaining
-
     def hit_register(self):
         if not self.window.hit(self.register, "register", client_address()):
             self._refuse(self.register, "register", client_address())
 
-    def check_login(self, username):
-        """Before verifying a password for `username`: 429 when this address
-        may not try (see the module docstring)."""
+    def check_login(self, username, device=None):
+        """Before verifying a password for `username`: 429 when this attempt
+        may not be made (see the module docstring). `device` names the
+        trusted device or session the attempt comes from, if any."""
+        if device is not None:
+            if not self.window.test(self.login, "device-failed", device):
+                self._refuse(self.login, "device-failed", device)
+            return
         address = client_address()
         if not self.window.hit(self.login, "login", address):
             self._refuse(self.login, "login", address)
         if not self.window.test(self.login, "login-failed", username, address):
             self._refuse(self.login, "login-failed", username, address)
-        if (
-            not self.window.test(self.username_failures, "login-failed", username)
-            and self._failures(self.login, "login-failed", username, address) > 0
-        ):
+        if not self.window.test(self.username_failures, "login-failed", username):
             self._refuse(self.username_failures, "login-failed", username)
 
-    def login_failed(self, username):
+    def login_failed(self, username, device=None):
+        if device is not None:
+            self.window.hit(self.login, "device-failed", device)
+            return
         self.window.hit(self.login, "login-failed", username, client_address())
         self.window.hit(self.username_failures, "login-failed", username)
 

@@ -4,6 +4,9 @@ tokens, reading the Authorization header, and the check every token passes
 
 - `jwt`: Flask-JWT-Extended's manager, created once, bound in `create_app`.
 - `issue_tokens`, `refreshed_access_token`: what `/login` and `/refresh` hand out.
+- `issue_device_token`, `trusted_device`: the device token `/login` also hands
+  out, and the check a later login makes of it (core/rate_limits.py says what
+  it buys).
 - `check_token_status`: the blocklist loader, one SELECT per authenticated request.
 - `secret_key`: the signing key; in development, with no JWT_SECRET_KEY, one
   is generated into the instance folder the first time a token is signed or
@@ -18,6 +21,7 @@ import tempfile
 import time
 import uuid
 
+import jwt as pyjwt
 from flask import current_app, request
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
 from flask_jwt_extended.exceptions import UserLookupError
@@ -136,6 +140,59 @@ def refreshed_access_token(user, refresh_claims):
     return create_access_token(
         identity=str(user.id), fresh=False, additional_claims={**session, "is_admin": user.is_admin}
     )
+
+
+# --- Device tokens -------------------------------------------------------------
+
+# A device token is signed with the JWT key but is no access token: its
+# audience makes Flask-JWT-Extended (which expects none) refuse it as a Bearer.
+DEVICE_AUDIENCE = "stores-api:device"
+DEVICE_COOKIE = "device_token"
+# Longer than any token this API issues: anything longer is not one of ours.
+DEVICE_TOKEN_MAX_LENGTH = 1024
+
+
+def issue_device_token(user):
+    """A token that marks the device a login succeeded on, bound to the
+    account like the session tokens: a password change or "end all
+    sessions" (a new generation) ends it."""
+    now = int(time.time())
+    lifetime = int(current_app.config["DEVICE_TOKEN_EXPIRES"].total_seconds())
+    claims = {
+        "sub": str(user.id),
+        "acct": user.account_key,
+        "gen": user.session_generation,
+        "did": uuid.uuid4().hex,
+        "aud": DEVICE_AUDIENCE,
+        "iat": now,
+        "exp": now + lifetime,
+    }
+    return pyjwt.encode(claims, secret_key(), algorithm=current_app.config["JWT_ALGORITHM"])
+
+
+def presented_device_token():
+    """The device token this request carries: the X-Device-Token header, else the cookie."""
+    return request.headers.get("X-Device-Token") or request.cookies.get(DEVICE_COOKIE)
+
+
+def trusted_device(user, token):
+    """The device id in `token` when it is a valid device token of `user`; else None."""
+    if user is None or not token or len(token) > DEVICE_TOKEN_MAX_LENGTH:
+        return None
+    try:
+        claims = pyjwt.decode(
+            token, secret_key(), algorithms=current_app.config["JWT_DECODE_ALGORITHMS"], audience=DEVICE_AUDIENCE
+        )
+    except pyjwt.PyJWTError:
+        return None
+    if (claims.get("sub"), claims.get("acct"), claims.get("gen")) != (
+        str(user.id),
+        user.account_key,
+        user.session_generation,
+    ):
+        return None
+    device = claims.get("did")
+    return device if isinstance(device, str) else None
 
 
 # --- Checking ------------------------------------------------------------------

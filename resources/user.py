@@ -1,15 +1,25 @@
 """Users and their tokens: register, login, refresh, logout, one user by id,
 its password, and ending all of its sessions."""
 
+from flask import current_app, request
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
+from werkzeug.http import dump_cookie
 
 from core import arguments
 from core.errors import ApiError, conflict, not_found
 from core.passwords import passwords
 from core.permissions import current_user_id, current_user_is_admin, fresh_jwt_required
 from core.rate_limits import rate_limits
-from core.tokens import blocklist, issue_tokens, refreshed_access_token
+from core.tokens import (
+    DEVICE_COOKIE,
+    blocklist,
+    issue_device_token,
+    issue_tokens,
+    presented_device_token,
+    refreshed_access_token,
+    trusted_device,
+)
 from db import db
 from models import commit_or_raise
 from models.user import UserModel
@@ -46,25 +56,42 @@ class UserRegister(Resource):
         return {"message": "User created successfully.", "id": user.id}, 201
 
 
+def device_cookie(token):
+    """The device token as an HttpOnly cookie that only /login receives."""
+    return dump_cookie(
+        DEVICE_COOKIE,
+        token,
+        max_age=int(current_app.config["DEVICE_TOKEN_EXPIRES"].total_seconds()),
+        path="/login",
+        secure=request.is_secure,
+        httponly=True,
+        samesite="Strict",
+    )
+
+
 class UserLogin(Resource):
-    """Rate-limited per address, and failures per username (core/rate_limits.py)."""
+    """Rate-limited per address and per username, except for the owner's own
+    devices (a device token of that user): core/rate_limits.py."""
 
     def post(self):
         data = login_parser.parse_args()
         attempt = "user:" + data["username"].lower()
-        rate_limits().check_login(attempt)
         user = UserModel.find_by_username(data["username"])
+        device = trusted_device(user, presented_device_token())
+        rate_limits().check_login(attempt, device)
         # Verify even for an unknown user, so both failures cost the same time.
         password_ok = passwords().verify(user.password_hash if user else None, data["password"])
         if user is None or not password_ok:
-            rate_limits().login_failed(attempt)
+            rate_limits().login_failed(attempt, device)
             raise ApiError(401, "invalid_credentials", "Invalid username or password.")
         if passwords().needs_rehash(user.password_hash):
             # Made with an older (weaker) cost: the password is at hand, so
             # store it again at today's cost.
             user.password_hash = passwords().hash(data["password"])
             db.session.commit()
-        return issue_tokens(user), 200, NO_STORE
+        device_token = issue_device_token(user)
+        headers = {**NO_STORE, "Set-Cookie": device_cookie(device_token)}
+        return {**issue_tokens(user), "device_token": device_token}, 200, headers
 
 
 class TokenRefresh(Resource):
@@ -127,9 +154,11 @@ class UserPassword(Resource):
         data = password_change_parser.parse_args()
         user = find_user(user_id)
         attempt = "user:" + user.username.lower()
-        rate_limits().check_login(attempt)
+        # The caller has just logged in: only this session's own failures count.
+        session = "session:" + get_jwt()["sid"]
+        rate_limits().check_login(attempt, session)
         if not passwords().verify(user.password_hash, data["current_password"]):
-            rate_limits().login_failed(attempt)
+            rate_limits().login_failed(attempt, session)
             raise ApiError(401, "invalid_credentials", "The current password is wrong.")
         user.password_hash = passwords().hash(data["new_password"])
         UserModel.end_all_sessions(user_id)

@@ -3,7 +3,7 @@ login per address, per (username, address) and per username, and a wrong
 current password counted like a failed login. Across uWSGI workers, with
 Redis: tests/live/test_reliability.py."""
 
-from tests.support.users import Users
+from tests.support.users import Users, bearer
 
 
 def test_registration_is_limited_per_address_and_taken_names_count(make_app):
@@ -65,20 +65,88 @@ def test_login_failures_limited_per_username_and_address(make_app):
     assert login_status(client, "2.2.2.2", "victim") == 401
 
 
-def test_others_failures_never_lock_the_owner_out(make_app):
-    """Wrong passwords for `victim` from many addresses push the username over
-    its ceiling; addresses that failed are refused, the owner is not."""
+def test_guesses_without_a_device_token_share_one_budget_per_username(make_app):
+    """Many addresses, one guess each: the username's budget, not a guess per address."""
     app = make_app(LOGIN_RATE_LIMIT="3 per minute", LOGIN_USERNAME_FAILURE_LIMIT="5 per minute")
     client = app.test_client()
     client.post("/register", json={"username": "victim", "password": "right-password"})
     attacks = [login_status(client, f"10.0.0.{n}") for n in range(1, 11)]
-    assert attacks == [401] * 10  # each fresh address: one guess
-    assert [login_status(client, f"10.0.0.{n}") for n in (1, 2)] == [429, 429]  # failed before: refused
-    assert login_status(client, "192.168.7.7", password="right-password") == 200
+    assert attacks == [401] * 5 + [429] * 5
+    refused = client.post(
+        "/login", json={"username": "victim", "password": "right-password"}, environ_base={"REMOTE_ADDR": "192.168.7.7"}
+    )
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert login_status(client, "10.0.1.1", username="someone-else") == 401  # other usernames keep theirs
 
 
-def test_wrong_current_password_is_rate_limited_like_login(make_app):
-    app = make_app(LOGIN_RATE_LIMIT="3 per minute")
+def test_the_owners_device_is_never_locked_out(make_app):
+    app = make_app(LOGIN_RATE_LIMIT="3 per minute", LOGIN_USERNAME_FAILURE_LIMIT="5 per minute")
+    owner, attacker = app.test_client(), app.test_client()
+    attacker.post("/register", json={"username": "victim", "password": "right-password"})
+    first = owner.post("/login", json={"username": "victim", "password": "right-password"})
+    device_token = first.get_json()["device_token"]
+    cookie = first.headers["Set-Cookie"]
+    assert cookie.startswith(f"device_token={device_token};")
+    assert "HttpOnly" in cookie and "Path=/login" in cookie and "SameSite=Strict" in cookie
+    assert [login_status(attacker, f"10.0.0.{n}") for n in range(1, 21)].count(429) == 15
+    # The cookie (kept by the owner's client) and the header both count.
+    assert owner.post("/login", json={"username": "victim", "password": "right-password"}).status_code == 200
+    by_header = attacker.post(
+        "/login", json={"username": "victim", "password": "right-password"}, headers={"X-Device-Token": device_token}
+    )
+    assert by_header.status_code == 200
+
+
+def test_a_device_gets_its_own_few_guesses(make_app):
+    """A stolen device token buys LOGIN_RATE_LIMIT guesses, no more."""
+    app = make_app(LOGIN_RATE_LIMIT="3 per minute", LOGIN_USERNAME_FAILURE_LIMIT="100 per minute")
+    client = app.test_client()
+    client.post("/register", json={"username": "victim", "password": "right-password"})
+    token = client.post("/login", json={"username": "victim", "password": "right-password"}).get_json()["device_token"]
+    client.delete_cookie("device_token", path="/login")
+    guesses = [
+        client.post(
+            "/login", json={"username": "victim", "password": "guess-guess"}, headers={"X-Device-Token": token}
+        ).status_code
+        for _ in range(4)
+    ]
+    assert guesses == [401, 401, 401, 429]
+
+
+def untrusted_after_budget(app, token, username="victim"):
+    """With the username's budget spent, is `token` still let in?"""
+    client = app.test_client()
+    for n in range(3):
+        login_status(client, f"10.9.0.{n}", username=username)
+    return client.post(
+        "/login", json={"username": username, "password": "right-password"}, headers={"X-Device-Token": token}
+    ).status_code
+
+
+def test_device_tokens_that_do_not_count(make_app):
+    app = make_app(LOGIN_RATE_LIMIT="100 per minute", LOGIN_USERNAME_FAILURE_LIMIT="3 per minute")
+    client = app.test_client()
+    users = Users(app, client)
+    victim = users.create(username="victim", password="right-password")
+    other = users.create(username="other", password="right-password")
+    other_token = client.post("/login", json={"username": "other", "password": "right-password"}).get_json()[
+        "device_token"
+    ]
+    token = client.post("/login", json={"username": "victim", "password": "right-password"}).get_json()["device_token"]
+    assert untrusted_after_budget(app, other_token) == 429  # another user's
+    assert untrusted_after_budget(app, token[:-2] + ("AA" if token[-2:] != "AA" else "BB")) == 429  # tampered
+    assert untrusted_after_budget(app, victim["access_token"]) == 429  # an access token is not a device token
+    # A device token is no access token either.
+    assert client.get(f"/user/{victim['id']}", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert untrusted_after_budget(app, token) == 200
+    # Ending all sessions ends the device tokens too.
+    fresh = client.post("/login", json={"username": "other", "password": "right-password"}).get_json()
+    client.delete(f"/user/{other['id']}/sessions", headers={"Authorization": f"Bearer {fresh['access_token']}"})
+    assert untrusted_after_budget(app, other_token, username="other") == 429
+
+
+def test_wrong_current_password_is_limited_per_login_session(make_app):
+    app = make_app(LOGIN_RATE_LIMIT="3 per minute", LOGIN_USERNAME_FAILURE_LIMIT="5 per minute")
     client = app.test_client()
     user = Users(app, client).create(password="old-password")
     path, wrong = f"/user/{user['id']}/password", {"current_password": "guess-guess", "new_password": "new-password"}
@@ -87,3 +155,10 @@ def test_wrong_current_password_is_rate_limited_like_login(make_app):
         client.put(path, headers=user["headers"], json=wrong, environ_base=elsewhere).status_code for _ in range(5)
     ]
     assert statuses[:3] == [401, 401, 401] and statuses[3:] == [429, 429]
+    # Others guessing the login do not stop the account holder's own session.
+    attacker = app.test_client()
+    for n in range(5):
+        login_status(attacker, f"10.1.0.{n}", username=user["username"])
+    right = {"current_password": "old-password", "new_password": "new-password"}
+    other_session = Users(app, client).login(user["username"], "old-password")
+    assert client.put(path, headers=bearer(other_session["access_token"]), json=right).status_code == 200

@@ -228,12 +228,13 @@ def limited_server():
         yield server
 
 
-def login_from(server, address, username, password="wrong-password"):
+def login_from(server, address, username, password="wrong-password", device_token=None):
     """POST /login from a chosen loopback address (any 127.x.y.z reaches us)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10, source_address=(address, 0))
-    conn.request(
-        "POST", "/login", json.dumps({"username": username, "password": password}), {"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if device_token:
+        headers["X-Device-Token"] = device_token
+    conn.request("POST", "/login", json.dumps({"username": username, "password": password}), headers)
     response = conn.getresponse()
     status, retry_after, body = response.status, response.getheader("Retry-After"), json.loads(response.read())
     conn.close()
@@ -248,15 +249,18 @@ def test_brute_force_from_one_address_is_limited(limited_server):
 
 
 def test_guessing_from_many_addresses_never_locks_the_owner_out(limited_server):
-    """10 addresses guess victim's password: past the username's ceiling (5),
-    addresses that failed are refused; the victim, from an address that has
-    not failed, logs in."""
+    """The victim has logged in once on their device. Then 10 addresses guess
+    the password: the username's budget (5) is spent for everyone without a
+    device token, on both workers; the victim's device still gets in."""
     requests.post(f"{limited_server.url}/register", json={"username": "victim", "password": "right-password"})
-    answers = [login_from(limited_server, f"127.0.1.{n}", "victim") for n in range(1, 11)]
-    assert [status for status, _, _ in answers] == [401] * 10
-    again = [login_from(limited_server, f"127.0.1.{n}", "victim") for n in (1, 2)]
-    assert [status for status, _, _ in again] == [429, 429]
     status, _, body = login_from(limited_server, "127.0.2.1", "victim", password="right-password")
+    device_token = body["device_token"]
+    answers = [login_from(limited_server, f"127.0.1.{n}", "victim") for n in range(1, 11)]
+    assert [status for status, _, _ in answers] == [401] * 5 + [429] * 5
+    # The right password without the device token, from an address that never failed: the budget is spent.
+    status, retry_after, _ = login_from(limited_server, "127.0.3.1", "victim", password="right-password")
+    assert status == 429 and int(retry_after) > 0
+    status, _, body = login_from(limited_server, "127.0.2.1", "victim", "right-password", device_token)
     assert status == 200 and "access_token" in body
 
 
