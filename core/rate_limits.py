@@ -20,6 +20,7 @@ in this process's memory (documented: counts per process).
   caller's login session, limited like a device's.
 """
 
+import ipaddress
 import math
 import time
 
@@ -97,7 +98,18 @@ class RateLimits:
 
 
 def client_address():
-    return request.remote_addr or "unknown"
+    """The key of the client's address: an IPv4 address as it is, an IPv6
+    address by its /64 (one customer's network: any VPS may pick from it)."""
+    address = request.remote_addr or "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return address
 
 
 def rate_limits():

@@ -162,3 +162,19 @@ def test_wrong_current_password_is_limited_per_login_session(make_app):
     right = {"current_password": "old-password", "new_password": "new-password"}
     other_session = Users(app, client).login(user["username"], "old-password")
     assert client.put(path, headers=bearer(other_session["access_token"]), json=right).status_code == 200
+
+
+def test_ipv6_clients_are_counted_by_their_64(make_app):
+    """Any VPS has a /64: its addresses are one client, for login and registration alike."""
+    client = make_app(LOGIN_RATE_LIMIT="3 per minute", REGISTER_RATE_LIMIT="2 per minute").test_client()
+    one_network = [f"2001:db8:1:2::{n:x}" for n in range(1, 6)]
+    assert [login_status(client, address, f"user{n}") for n, address in enumerate(one_network)] == [401] * 3 + [429] * 2
+    assert login_status(client, "2001:db8:1:3::1", "user9") == 401  # the next /64 is someone else
+    assert login_status(client, "::ffff:10.7.7.7", "user9") == 401  # IPv4-mapped: that IPv4 address
+
+    def register(name, address):
+        return client.post(
+            "/register", json={"username": name, "password": "password1"}, environ_base={"REMOTE_ADDR": address}
+        ).status_code
+
+    assert [register(f"v6user{n}", address) for n, address in enumerate(one_network[:3])] == [201, 201, 429]

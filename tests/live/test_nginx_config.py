@@ -7,7 +7,9 @@ carry the real client address, the scheme and the Host with its port. The
 latter is read back from a tiny WSGI app that echoes its environ.
 """
 
+import ipaddress
 import json
+import random
 import socket
 import ssl
 import subprocess
@@ -18,7 +20,7 @@ import pytest
 import requests
 
 from tests.live.conftest import BIN, stop_process_group
-from tests.support.nginx_harness import NginxServer, free_port, wait_for_port
+from tests.support.nginx_harness import PRODUCTION_CONF, NginxServer, free_port, wait_for_port
 
 pytestmark = pytest.mark.live
 
@@ -264,3 +266,65 @@ def test_chunked_body_reaches_uwsgi_with_its_length(nginx_with_echo):
     assert environ["body_length"] == len(body)
     assert environ["CONTENT_LENGTH"] == str(len(body))
     assert "HTTP_TRANSFER_ENCODING" not in environ
+
+
+def client_key_map() -> str:
+    """deploy/nginx.conf's `map $remote_addr $stores_api_client { ... }` block."""
+    text = PRODUCTION_CONF.read_text()
+    start = text.index("map $remote_addr $stores_api_client {")
+    return text[start : text.index("\n}\n", start) + 3]
+
+
+def sample_ipv6_addresses(count=400):
+    """Addresses with zero groups in every place, so that "::" falls everywhere."""
+    rng = random.Random(64)
+    addresses = []
+    for _ in range(count):
+        groups = [rng.choice([0, 0, 0, 1, rng.randrange(0x10000)]) for _ in range(8)]
+        addresses.append(ipaddress.IPv6Address(b"".join(g.to_bytes(2, "big") for g in groups)))
+    addresses.append(ipaddress.IPv6Address("::ffff:198.51.100.7"))
+    return addresses
+
+
+def groups(address):
+    return [int.from_bytes(address.packed[i : i + 2], "big") for i in range(0, 16, 2)]
+
+
+def test_ipv6_clients_are_counted_by_their_64(nginx_bin, tmp_path):
+    """The key of the limit zones: for every address, the first four groups of
+    its /64 written out (as Python's ipaddress has them); IPv4 as it is."""
+    port = free_port()
+    for folder in ("logs", "tmp"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "nginx.conf").write_text(
+        f"""
+        pid {tmp_path}/nginx.pid;
+        error_log {tmp_path}/logs/error.log warn;
+        events {{ worker_connections 64; }}
+        http {{
+            access_log off;
+            client_body_temp_path {tmp_path}/tmp;
+            {client_key_map()}
+            server {{
+                listen 127.0.0.1:{port};
+                set_real_ip_from 127.0.0.1;
+                real_ip_header X-Real-IP;
+                location / {{ return 200 "$stores_api_client"; }}
+            }}
+        }}
+        """
+    )
+    nginx = subprocess.Popen([nginx_bin, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"])
+    try:
+        wait_for_port(port, 10, nginx)
+        session = requests.Session()
+        for address in sample_ipv6_addresses():
+            expected = ":".join(f"{group:x}" for group in groups(address)[:4])
+            if address.ipv4_mapped:
+                expected = str(address.ipv4_mapped)
+            got = session.get(f"http://127.0.0.1:{port}/", headers={"X-Real-IP": str(address)}).text
+            assert got == expected, (str(address), got)
+        assert session.get(f"http://127.0.0.1:{port}/", headers={"X-Real-IP": "203.0.113.9"}).text == "203.0.113.9"
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
