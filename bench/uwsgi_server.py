@@ -48,7 +48,8 @@ class UwsgiServer:
         self.name = name
         self.project_dir = Path(project_dir)
         self.port = port
-        self.env = dict(env, PORT=str(port))
+        # The router's private socket goes beside the log, not into the instance folder.
+        self.env = dict(env, PORT=str(port), RUNTIME_DIR=str(Path(log_path).parent))
         self.log_path = Path(log_path)
         self.args = [
             str(self.project_dir / ".venv" / "bin" / "uwsgi"),

@@ -100,6 +100,7 @@ def app_env(database_url: str, redis_url: str | None = None, **extra: str) -> di
             "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
             "WEBHOOK_QUEUE_PATH": str(scratch / "webhooks-queue.db"),
             "IMAGE_STORAGE": f"file://{scratch / 'images'}",
+            "RUNTIME_DIR": str(scratch),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
     )

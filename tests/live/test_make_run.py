@@ -47,6 +47,7 @@ def dev_env(tmp_path):
         DATABASE_URL=f"sqlite:///{tmp_path / 'dev.db'}",
         WEBHOOK_QUEUE_PATH=str(tmp_path / "webhooks-queue.db"),
         IMAGE_STORAGE=f"file://{tmp_path / 'images'}",
+        RUNTIME_DIR=str(tmp_path),
         JWT_SECRET_KEY="make-run-test-secret-key-32-bytes-long",
         APP_ENV="development",
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -76,6 +76,7 @@ class LiveServer:
             "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
             "WEBHOOK_QUEUE_PATH": os.path.join(self.scratch, "webhooks-queue.db"),
             "IMAGE_STORAGE": f"file://{self.scratch}/images",
+            "RUNTIME_DIR": self.scratch,
             **(extra_env or {}),
         }
         self.env.pop("REDIS_URL", None)

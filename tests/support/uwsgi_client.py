@@ -41,8 +41,12 @@ def uwsgi_request(
     body: bytes = b"",
     host: str = "127.0.0.1",
     timeout: float = 10.0,
+    unix_path: str | None = None,
+    extra_environ: dict[str, str] | None = None,
 ) -> Response:
-    """Send one request to the uwsgi socket at host:port and return its response."""
+    """Send one request to the uwsgi socket at host:port (or at `unix_path`)
+    and return its response. `extra_environ` adds raw variables to the
+    packet, as only a client of this protocol can (uWSGI's own UWSGI_*)."""
     path_info, _, query = path.partition("?")
     environ = {
         "REQUEST_METHOD": method,
@@ -59,11 +63,18 @@ def uwsgi_request(
     for name, value in (headers or {}).items():
         key = name.upper().replace("-", "_")
         environ[key if key == "CONTENT_TYPE" else "HTTP_" + key] = value
+    environ.update(extra_environ or {})
     payload = b"".join(_pair(k, v) for k, v in environ.items())
     # modifier1 = 0 (a WSGI request), datasize = the environ's length, modifier2 = 0.
     packet = struct.pack("<BHB", 0, len(payload), 0) + payload + body
 
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    if unix_path:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(unix_path)
+    else:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    with sock:
         sock.sendall(packet)
         raw = b"".join(iter(lambda: sock.recv(65536), b""))
 
