@@ -63,6 +63,10 @@ class Config:
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(seconds=2592000)
 
     MAX_CONTENT_LENGTH = 65536
+    # A request body must be in within this many seconds, plus one for every
+    # REQUEST_BODY_MIN_RATE bytes it holds; else 408 (wsgi.py).
+    REQUEST_BODY_TIMEOUT = 5.0
+    REQUEST_BODY_MIN_RATE = 65536
 
     LOGIN_RATE_LIMIT = "10 per minute"
     # A username's failed logins from all addresses together, for attempts
@@ -187,6 +191,8 @@ ENVIRONMENT = (
     "JWT_ACCESS_TOKEN_EXPIRES",
     "JWT_REFRESH_TOKEN_EXPIRES",
     "MAX_CONTENT_LENGTH",
+    "REQUEST_BODY_TIMEOUT",
+    "REQUEST_BODY_MIN_RATE",
     "LOGIN_RATE_LIMIT",
     "LOGIN_USERNAME_FAILURE_LIMIT",
     "DEVICE_TOKEN_EXPIRES",

@@ -6,6 +6,8 @@ PostgreSQL and Redis (the `deployment` fixture of conftest.py).
   normalise (`drafts%2F..%2Fbob-widget` -> `bob-widget`) must reach the app
   as the one name the client encoded, never as another item's name.
 - A chunked JSON body is read whole.
+- Clients trickling their bodies hold Nginx connections, never a uWSGI
+  worker: Nginx reads a body whole before it passes the request on.
 - Nginx's own rate limits answer 429 in the API's envelope with Retry-After,
   per client address, stricter on /login and /register.
 - X-Content-Type-Options is sent once, not twice.
@@ -17,6 +19,7 @@ the limits they hit are theirs alone, as for separate machines.
 import json
 import socket
 import ssl
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -93,6 +96,36 @@ def test_chunked_json_body_through_nginx(deployment):
     )
     assert response.request.headers.get("Transfer-Encoding") == "chunked"
     assert response.status_code == 201, response.text
+
+
+def test_trickled_bodies_hold_no_worker_behind_nginx(deployment):
+    """Eight clients (more than both instances' workers together) send a
+    POST's headers and then its body a byte at a time: others are answered
+    as if they were not there."""
+    host, port = deployment.url.removeprefix("https://").split(":")
+    context = ssl.create_default_context(cafile=str(deployment.nginx.cert))
+    tricklers = []
+    try:
+        for n in range(8):
+            raw = socket.create_connection((host, int(port)), timeout=5, source_address=(f"127.0.5.{n + 1}", 0))
+            conn = context.wrap_socket(raw, server_hostname=host)
+            conn.sendall(
+                b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            tricklers.append(conn)
+        time.sleep(0.5)
+        http = deployment.session()
+        started = time.monotonic()
+        answers = [http.get(f"{deployment.url}/health", timeout=10).status_code for _ in range(10)]
+        elapsed = time.monotonic() - started
+        for conn in tricklers:
+            conn.sendall(b" ")  # still sending, still not done
+    finally:
+        for conn in tricklers:
+            conn.close()
+    assert answers == [200] * 10
+    # Correctness bound, not a speed figure: a held worker would make these wait seconds.
+    assert elapsed < 3, f"10 requests took {elapsed:.1f}s beside 8 trickling bodies"
 
 
 def https_from(deployment, source_address):

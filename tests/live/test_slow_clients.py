@@ -36,9 +36,10 @@ TRICKLE_EVERY = 3.5
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """Two workers, as `make run` and a small Heroku dyno have."""
+    """Two workers, as `make run` and a small Heroku dyno have; a body must be
+    in within 2 s (REQUEST_BODY_TIMEOUT)."""
     database = tmp_path_factory.mktemp("slow-clients") / "live.db"
-    with LiveServer(f"sqlite:///{database}", processes=2) as live:
+    with LiveServer(f"sqlite:///{database}", processes=2, extra_env={"REQUEST_BODY_TIMEOUT": "2"}) as live:
         yield live
 
 
@@ -104,6 +105,59 @@ def test_trickling_headers_do_not_hold_the_workers(server):
     assert [a.status_code for a in answers] == [200] * 4
     # Correctness bound, not a speed figure: today's code made them wait ~30 s.
     assert elapsed < 5, f"4 requests took {elapsed:.1f}s beside 2 trickling clients"
+
+
+class BodyTrickler(threading.Thread):
+    """A client that sends a POST's headers whole, then its body one byte a
+    second (as chunks of one byte, or under a Content-Length), and records
+    the server's answer and when it came."""
+
+    def __init__(self, port, chunked):
+        super().__init__(daemon=True)
+        self.body = json.dumps({"username": "trickler", "password": "trickler-password"}).encode()
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=1)
+        framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(self.body)
+        self.sock.sendall(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + framing + b"\r\n\r\n"
+        )
+        self.chunked = chunked
+        self.answer, self.seconds = b"", None
+
+    def run(self):
+        started = time.monotonic()
+        for byte in self.body:
+            piece = b"1\r\n" + bytes([byte]) + b"\r\n" if self.chunked else bytes([byte])
+            try:
+                self.sock.sendall(piece)
+                self.answer = self.sock.recv(65536)  # waits up to 1 s: the pace
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            break
+        self.seconds = time.monotonic() - started
+        self.sock.close()
+
+
+def test_trickled_bodies_get_408_and_free_their_workers(server):
+    """Two clients (as many as workers) trickle their bodies: each gets 408
+    request_timeout once its 2 s are up, and others are answered meanwhile.
+    The workers are held until then (the router streams bodies; Nginx, which
+    buffers them, holds none): tests/live/test_hostile_clients.py."""
+    tricklers = [BodyTrickler(server.port, chunked) for chunked in (False, True)]
+    for t in tricklers:
+        t.start()
+    time.sleep(0.5)
+    health = requests.get(f"{server.url}/health", timeout=20)
+    for t in tricklers:
+        t.join(30)
+    assert health.status_code == 200
+    for t in tricklers:
+        status, _, answer = split_response(t.answer)
+        assert status == 408 and json.loads(answer)["error"] == "request_timeout", t.answer
+        # 2 s, plus the wait for the byte in flight and the answer's way back;
+        # the whole body would have taken 50 s.
+        assert t.seconds < 10, t.seconds
 
 
 def test_chunked_json_body_is_read(server):
