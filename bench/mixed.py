@@ -11,7 +11,10 @@ Each scenario runs for BENCH_MIXED_SECONDS (default 15) and is one of:
   /register with new names as fast as they can (argon2 at the production
   cost: ~30 ms of a worker's CPU each);
 - slow headers: SLOW_CLIENTS connections from 127.0.0.201 that each send one
-  header line every 3.5 s and never finish.
+  header line every 3.5 s and never finish;
+- slow bodies: SLOW_BODY_CLIENTS connections from 127.0.0.202 that each send
+  a POST /login's headers whole, then its body a byte every 3.5 s, and
+  reconnect when the server lets them go.
 The hostile client starts HOSTILE_HEAD_START seconds before the readers, so
 they measure the attack's steady state, not its first burst.
 
@@ -68,6 +71,7 @@ READERS = 8
 READER_PAUSE = 0.05  # seconds between one reader's requests
 FLOODERS = 2
 SLOW_CLIENTS = 200
+SLOW_BODY_CLIENTS = 50
 TRICKLE_EVERY = 3.5
 NGINX_WORKERS = 4  # docs/deploy-server.md's WEB_CONCURRENCY
 HOSTILE_HEAD_START = 3.0  # seconds the hostile client runs before the readers start
@@ -128,28 +132,43 @@ def flooder(url, verify, stop, counts, lock):
             counts[status] = counts.get(status, 0) + 1
 
 
-def slow_clients(host_port, use_tls, cafile, stop, opened):
-    """SLOW_CLIENTS connections trickling header lines until stopped."""
-    conns = []
+SLOW_OPENINGS = {
+    "slow headers": (b"GET /items HTTP/1.1\r\nHost: localhost\r\n", "127.0.0.201"),
+    "slow bodies": (
+        b"POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        "127.0.0.202",
+    ),
+}
+
+
+def slow_clients(kind, host_port, use_tls, cafile, stop, opened):
+    """Connections trickling header lines (or body bytes) until stopped; slow
+    bodies reconnect when the server lets them go, as an attacker would."""
+    opening, source = SLOW_OPENINGS[kind]
+    count = SLOW_CLIENTS if kind == "slow headers" else SLOW_BODY_CLIENTS
     context = ssl.create_default_context(cafile=cafile) if use_tls else None
-    for _ in range(SLOW_CLIENTS):
-        if stop.is_set():
-            break
+
+    def connect():
         try:
-            raw = socket.create_connection(host_port, timeout=5, source_address=("127.0.0.201", 0))
+            raw = socket.create_connection(host_port, timeout=5, source_address=(source, 0))
             conn = context.wrap_socket(raw, server_hostname="localhost") if use_tls else raw
-            conn.sendall(b"GET /items HTTP/1.1\r\nHost: localhost\r\n")
-            conns.append(conn)
+            conn.sendall(opening)
+            return conn
         except OSError:
-            continue
+            return None
+
+    conns = [conn for conn in (connect() for _ in range(count)) if conn is not None and not stop.is_set()]
     opened.append(len(conns))
     n = 0
     while not stop.wait(TRICKLE_EVERY):
         for conn in list(conns):
             try:
-                conn.sendall(f"X-Slow-{n}: {n}\r\n".encode())
+                conn.sendall(f"X-Slow-{n}: {n}\r\n".encode() if kind == "slow headers" else b" ")
             except OSError:
                 conns.remove(conn)  # the server let it go, as it may
+                conn.close()
+                if kind == "slow bodies" and (again := connect()) is not None:
+                    conns.append(again)
         n += 1
     for conn in conns:
         conn.close()
@@ -163,8 +182,8 @@ def run_scenario(way, scenario, url, verify, slow_target=None, use_tls=False, ca
     hostile = []
     if scenario == "registration flood":
         hostile = [threading.Thread(target=flooder, args=(url, verify, stop, counts, lock)) for _ in range(FLOODERS)]
-    elif scenario == "slow headers":
-        hostile = [threading.Thread(target=slow_clients, args=(slow_target, use_tls, cafile, stop, opened))]
+    elif scenario in SLOW_OPENINGS:
+        hostile = [threading.Thread(target=slow_clients, args=(scenario, slow_target, use_tls, cafile, stop, opened))]
     for t in hostile:
         t.start()
     # The readers measure the attack's steady state: they start once the
@@ -185,7 +204,7 @@ def run_scenario(way, scenario, url, verify, slow_target=None, use_tls=False, ca
     if scenario == "registration flood":
         hostile = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str))
         hostile = f"{sum(counts.values())} registrations sent ({hostile})"
-    elif scenario == "slow headers":
+    elif scenario in SLOW_OPENINGS:
         hostile = (
             f"{opened[0] if opened else 0} slow connections opened, "
             f"{opened[-1] if len(opened) > 1 else '?'} still held at the end"
@@ -275,7 +294,7 @@ def stop(proc):
             proc.wait()
 
 
-SCENARIOS = ["quiet", "registration flood", "slow headers"]
+SCENARIOS = ["quiet", "registration flood", "slow headers", "slow bodies"]
 
 
 def through_nginx():

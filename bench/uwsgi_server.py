@@ -44,7 +44,7 @@ def migrate(env):
 class UwsgiServer:
     """One uWSGI master and its workers, started from uwsgi.ini in `project_dir`."""
 
-    def __init__(self, name, project_dir, port, env, log_path, extra_args=(), processes=2, threads=1):
+    def __init__(self, name, project_dir, port, env, log_path, extra_args=(), processes=2, threads=1, section=""):
         self.name = name
         self.project_dir = Path(project_dir)
         self.port = port
@@ -54,7 +54,7 @@ class UwsgiServer:
         self.args = [
             str(self.project_dir / ".venv" / "bin" / "uwsgi"),
             "--ini",
-            str(self.project_dir / "uwsgi.ini"),
+            str(self.project_dir / "uwsgi.ini") + (f":{section}" if section else ""),
             "--processes",
             str(processes),
             "--threads",
