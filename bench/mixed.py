@@ -345,6 +345,8 @@ def markdown(outcomes):
         "Nginx (docs/deploy-server.md's WEB_CONCURRENCY), 2 straight (the default). "
         f"Flood: {FLOODERS} threads POST /register from one address. Slow headers: "
         f"{SLOW_CLIENTS} connections from one address sending a header line every {TRICKLE_EVERY} s. "
+        f"Slow bodies: {SLOW_BODY_CLIENTS} connections from one address sending a POST /login body a byte "
+        f"every {TRICKLE_EVERY} s, reconnecting when let go. "
         f"The hostile client starts {HOSTILE_HEAD_START:.0f} s before the readers (steady state). "
         "Clients and servers share this machine's CPUs. "
         "Goal: readers' p99 within 2x of the quiet run.",
