@@ -42,6 +42,16 @@ from webhooks.outbox import register_outbox
 from webhooks.subscriptions import Webhook, WebhookDeliveryList, WebhookDeliveryRetry, WebhookList
 
 
+class StoresFlask(Flask):
+    def make_default_options_response(self):
+        """OPTIONS on any route: 204 with `Allow` and no body (Flask's own
+        answer is a 200 with an empty text/html body)."""
+        response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
+
+
 def create_app(config=None):
     config = config or {}
     if config.get("APP_ENV") != "testing":
@@ -49,7 +59,7 @@ def create_app(config=None):
         # finds it); real environment variables win. Tests must not depend on one.
         load_dotenv(find_dotenv(usecwd=True))
     settings = config_class(config.get("APP_ENV"))
-    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    app = StoresFlask(__name__, instance_relative_config=True, static_folder=None)
     app.config.from_object(settings)
     app.config.update(from_environment(settings))
     app.config.update(config)

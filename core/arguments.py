@@ -149,9 +149,17 @@ def positive_int(value):
 INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
+# A name is one path segment of the URLs the API hands out (`/item/<name>`,
+# an item's `image_url`), "/" encoded. "." and ".." would be taken by every
+# client as "this folder" and "the folder above", encoded or not (%2E is "."
+# to a URL parser), so such a URL could never lead back to its item.
+DOT_SEGMENTS = (".", "..")
+
+
 def name(value):
     """A store or item name: trimmed, in Unicode NFC (so "café" typed either
-    way is one name), 1-80 characters, nothing invisible or reordering."""
+    way is one name), 1-80 characters, nothing invisible or reordering, and
+    not "." or ".."."""
     if not isinstance(value, str):
         raise ValueError("Must be a string.")
     value = unicodedata.normalize("NFC", storable(value).strip())
@@ -159,6 +167,8 @@ def name(value):
         raise ValueError("Must not contain invisible, control or text-direction characters.")
     if not 1 <= len(value) <= 80:
         raise ValueError("Must be 1 to 80 characters long (after trimming).")
+    if value in DOT_SEGMENTS:
+        raise ValueError("Must not be '.' or '..'.")
     return value
 
 

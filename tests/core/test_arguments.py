@@ -220,11 +220,33 @@ def test_names_are_normalised_to_nfc(client, headers):
 
 
 @pytest.mark.parametrize(
-    "name", ["chair\u200b", "\ufeffchair", "ch\u202eriah", "a\u2066b", "soft\u00adhyphen", "bell\x07"]
+    "name",
+    [
+        "chair\u200b",
+        "left\u200eto",  # LEFT-TO-RIGHT MARK
+        "right\u200fto",  # RIGHT-TO-LEFT MARK
+        "\ufeffchair",
+        "ch\u202eriah",
+        "a\u2066b",
+        "soft\u00adhyphen",
+        "bell\x07",
+    ],
 )
 def test_invisible_and_direction_characters_are_refused(client, headers, name):
     response = client.post("/store/" + quote(name), headers=headers)
     assert response.status_code == 400 and set(response.get_json()["errors"]) == {"name"}
+
+
+@pytest.mark.parametrize("dots", [".", "..", " .. "])
+def test_dot_names_are_refused(client, headers, store, dots):
+    """A URL the API hands out for "." or ".." could never lead back to it."""
+    encoded = quote(dots, safe="").replace(".", "%2E")
+    store_answer = client.post(f"/store/{encoded}", headers=headers)
+    assert store_answer.status_code == 400 and set(store_answer.get_json()["errors"]) == {"name"}
+    item_answer = client.post(f"/item/{encoded}", headers=headers, json={"price": 1, "store_id": store["id"]})
+    assert item_answer.status_code == 400 and set(item_answer.get_json()["errors"]) == {"name"}
+    # Dots within a name are fine: "/" is encoded in every URL, so they are no segment.
+    assert client.post("/store/" + quote("v1.0/..", safe=""), headers=headers).status_code == 201
 
 
 def test_item_names_may_not_end_in_image(client, headers, store):

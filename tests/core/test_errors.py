@@ -69,3 +69,11 @@ def test_redis_outage_fails_closed(make_app, users):
     # Public reads keep working.
     assert client.get("/stores").status_code == 200
     assert client.get("/items").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/item/chair", "/stores", "/store/shop", "/health", "/item/chair/image"])
+def test_options_is_204_with_allow_and_never_html(client, path):
+    response = client.open(path, method="OPTIONS")
+    assert response.status_code == 204
+    assert "GET" in response.headers["Allow"] and "OPTIONS" in response.headers["Allow"]
+    assert response.get_data() == b"" and "Content-Type" not in response.headers
