@@ -96,6 +96,7 @@ def app_env(database_url: str, redis_url: str | None = None, **extra: str) -> di
             # The tests log in far more often than a person; the limiter itself
             # is tested elsewhere.
             "LOGIN_RATE_LIMIT": "100000 per minute",
+            "LOGIN_USERNAME_FAILURE_LIMIT": "100000 per minute",
             "REGISTER_RATE_LIMIT": "100000 per minute",
             "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
             "WEBHOOK_QUEUE_PATH": str(scratch / "webhooks-queue.db"),

@@ -143,7 +143,7 @@ def wait_until_serving(port, log_path):
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or its workers still loading
             pass
         assert time.monotonic() < deadline, log_path.read_text()
         time.sleep(0.05)

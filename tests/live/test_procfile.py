@@ -65,7 +65,7 @@ def test_procfile_release_then_web(empty_database, honcho_bin, tmp_path):
         assert registered.status_code == 201, registered.text
         login = http.post(f"{url}/login", json=credentials, timeout=10)
         assert login.status_code == 200, login.text
-        assert set(login.json()) == {"access_token", "refresh_token"}
+        assert set(login.json()) == {"access_token", "refresh_token", "device_token"}
     finally:
         # honcho forwards SIGTERM to the process group of each process it runs.
         try:

@@ -71,6 +71,7 @@ class LiveServer:
             "ARGON2_TIME_COST": "1",
             "ARGON2_MEMORY_COST": "64",
             "LOGIN_RATE_LIMIT": "100000 per minute",
+            "LOGIN_USERNAME_FAILURE_LIMIT": "100000 per minute",
             "REGISTER_RATE_LIMIT": "100000 per minute",
             "WEB_CONCURRENCY": str(processes),
             "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
