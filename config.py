@@ -86,6 +86,8 @@ class Config:
     IMAGE_STORAGE = None
     IMAGE_MAX_BYTES = 5242880
     IMAGE_MAX_PIXELS = 40000000
+    # Image uploads per user: each may cost up to a second of a worker's CPU.
+    IMAGE_UPLOAD_RATE_LIMIT = "60 per hour"
     # Behind Nginx: the internal location that serves the images folder
     # (deploy/nginx.conf, "/_images/"); unset, the app sends files itself.
     IMAGE_ACCEL_REDIRECT = None
@@ -111,6 +113,9 @@ class Config:
     WEBHOOK_RETRY_BASE_SECONDS = 10.0
     WEBHOOK_RETRY_MAX_SECONDS = 4 * 3600.0
     WEBHOOK_RETRY_WINDOW_SECONDS = 24 * 3600.0
+    # Finished deliveries (and Jodoo push ids) are deleted this many days
+    # after their last attempt, so the tables stay bounded.
+    WEBHOOK_RETENTION_DAYS = 30
     # How often an idle worker looks for due deliveries, and how long a claim
     # lasts before another worker may take the row (a worker killed mid-send).
     WEBHOOK_POLL_SECONDS = 0.5
@@ -124,6 +129,9 @@ class Config:
     # The incoming Jodoo push (webhooks/jodoo.py): unset secret = no endpoint.
     JODOO_WEBHOOK_SECRET = None
     JODOO_FIELD_MAP = '{"name": "name", "price": "price", "store": "store"}'
+    # The username pushes act as, with that account's rights and quotas (as
+    # through the API); unset, or naming no user: no endpoint.
+    JODOO_ACTING_USER = None
 
     # A JSON body that is a list or has unknown top-level keys is still parsed
     # field by field; reqparse collects every field's error, not just the first.
@@ -169,6 +177,7 @@ class TestingConfig(Config):
     LOGIN_RATE_LIMIT = "1000 per minute"
     LOGIN_USERNAME_FAILURE_LIMIT = "10000 per minute"
     REGISTER_RATE_LIMIT = "1000 per minute"
+    IMAGE_UPLOAD_RATE_LIMIT = "1000 per minute"
 
 
 CONFIGS = {
@@ -203,6 +212,7 @@ ENVIRONMENT = (
     "IMAGE_STORAGE",
     "IMAGE_MAX_BYTES",
     "IMAGE_MAX_PIXELS",
+    "IMAGE_UPLOAD_RATE_LIMIT",
     "IMAGE_ACCEL_REDIRECT",
     "S3_ENDPOINT_URL",
     "AWS_ACCESS_KEY_ID",
@@ -215,6 +225,7 @@ ENVIRONMENT = (
     "WEBHOOK_RETRY_BASE_SECONDS",
     "WEBHOOK_RETRY_MAX_SECONDS",
     "WEBHOOK_RETRY_WINDOW_SECONDS",
+    "WEBHOOK_RETENTION_DAYS",
     "WEBHOOK_POLL_SECONDS",
     "WEBHOOK_CLAIM_SECONDS",
     "WEBHOOK_WORKER_THREADS",
@@ -222,6 +233,7 @@ ENVIRONMENT = (
     "WEBHOOK_ALLOW_PRIVATE_TARGETS",
     "JODOO_WEBHOOK_SECRET",
     "JODOO_FIELD_MAP",
+    "JODOO_ACTING_USER",
 )
 SETTING_OF = {"DATABASE_URL": "SQLALCHEMY_DATABASE_URI"}
 

@@ -10,8 +10,9 @@
 - `permissions.py`: who may do what — the caller's id, admin, owner and
   fresh-token checks.
 - `passwords.py`: argon2id hashing.
-- `rate_limits.py`: the limits on login, registration and password checks,
-  where the login limit lives (moving windows, in Redis or in memory).
+- `rate_limits.py`: the limits on login, registration, password checks and
+  image uploads, where the login limit lives (moving windows, in Redis, else
+  in `worker_counters.py`: uWSGI's cache shared by the workers).
 - `request_log.py`: one JSON log line per request, and the `X-Request-ID`.
 - `docs.py`: `GET /openapi.json` (from `openapi.yaml`) and Swagger UI at `/docs`.
 - `cli.py`: `flask make-admin` and `flask images sweep`.

@@ -51,9 +51,16 @@ def admin_required(view):
 
 
 def require_owner(owner_id, what="store"):
-    """403 forbidden unless the caller owns it (`owner_id`) or is an admin.
-    Nobody but an admin may change what has no owner (owner_id None)."""
-    if current_user_is_admin():
+    """403 forbidden unless the caller owns it (`owner_id`) or is an admin."""
+    require_owner_as(current_user_id(), current_user_is_admin(), owner_id, what)
+
+
+def require_owner_as(user_id, is_admin, owner_id, what="store"):
+    """403 forbidden unless the acting account (`user_id`, `is_admin`) owns it
+    or is an admin: the rule of `require_owner`, for an account that is not
+    the token's (an incoming push acts as a configured one). Nobody but an
+    admin may change what has no owner (owner_id None)."""
+    if is_admin:
         return
-    if owner_id is None or owner_id != current_user_id():
+    if owner_id is None or owner_id != user_id:
         raise ApiError(403, "forbidden", f"Only the {what}'s owner or an admin may do this.")

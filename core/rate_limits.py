@@ -1,8 +1,10 @@
 """Rate limits on the costly and guessable operations, and nothing else.
 
 Built on the `limits` library's moving window (no burst at a window's edge),
-in Redis when `REDIS_URL` is set (shared by every worker and instance), else
-in this process's memory (documented: counts per process).
+in Redis when `REDIS_URL` is set (shared by every worker and instance); else,
+under uWSGI, in its shared cache (shared by the instance's workers:
+core/worker_counters.py); else (the test client, `flask run`) in this
+process's memory.
 
 - `/register`: REGISTER_RATE_LIMIT per client address, every attempt counted,
   taken or not (a name check costs the caller as much as a new account).
@@ -18,6 +20,8 @@ in this process's memory (documented: counts per process).
   device. Nobody else's failures refuse it: the owner is never locked out.
 - A wrong current password in `PUT /user/<id>/password` is a failure of the
   caller's login session, limited like a device's.
+- `PUT /item/<name>/image`: IMAGE_UPLOAD_RATE_LIMIT per user id, every
+  attempt counted (decoding an image is the costliest thing a user can ask).
 """
 
 import ipaddress
@@ -29,6 +33,7 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from core import worker_counters
 from core.errors import ApiError
 
 
@@ -47,12 +52,16 @@ class RateLimits:
                 socket_connect_timeout=2,
                 **redis_options(config),
             )
+        elif worker_counters.available():
+            # Shared by this instance's workers (uWSGI's cache).
+            self.storage = worker_counters.WorkerSharedStorage()
         else:
             self.storage = storage_from_string("memory://")
         self.window = MovingWindowRateLimiter(self.storage)
         self.register = parse(config["REGISTER_RATE_LIMIT"])
         self.login = parse(config["LOGIN_RATE_LIMIT"])
         self.username_failures = parse(config["LOGIN_USERNAME_FAILURE_LIMIT"])
+        self.image_uploads = parse(config["IMAGE_UPLOAD_RATE_LIMIT"])
 
     def ping(self):
         """Readiness: raise unless the counters' storage answers."""
@@ -72,6 +81,11 @@ class RateLimits:
     def hit_register(self):
         if not self.window.hit(self.register, "register", client_address()):
             self._refuse(self.register, "register", client_address())
+
+    def hit_image_upload(self, user_id):
+        """Every `PUT /item/<name>/image` of this user counts, whatever its answer."""
+        if not self.window.hit(self.image_uploads, "image-upload", str(user_id)):
+            self._refuse(self.image_uploads, "image-upload", str(user_id))
 
     def check_login(self, username, device=None):
         """Before verifying a password for `username`: 429 when this attempt

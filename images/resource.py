@@ -6,6 +6,7 @@
   (Flask 3.1's per-request `max_content_length`), and a larger body is refused
   from its Content-Length before any of it is read. decoding.py decides what the
   bytes are; bookkeeping.py stores them and keeps rows and objects in step.
+  Each user may make IMAGE_UPLOAD_RATE_LIMIT uploads (core/rate_limits.py).
 - GET needs no token (an `<img src>` cannot send one). It answers 304 to a
   matching If-None-Match without touching storage. Otherwise, from the
   filesystem: behind Nginx (IMAGE_ACCEL_REDIRECT set) an empty response with
@@ -22,7 +23,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from core import arguments
 from core.errors import ApiError, not_found, validation_error
-from core.permissions import require_owner
+from core.permissions import current_user_id, require_owner
+from core.rate_limits import rate_limits
 from db import db
 from images import bookkeeping
 from images.decoding import CONTENT_TYPES, process
@@ -187,6 +189,8 @@ class ItemImage(Resource):
 
     @jwt_required()
     def put(self, name):
+        # Counted first: a refused upload costs its reading, and decoding.py's checks.
+        rate_limits().hit_image_upload(current_user_id())
         item = find_item(name)
         require_item_change(item)
         item_id = item.id

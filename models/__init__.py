@@ -5,6 +5,7 @@ from sqlalchemy.exc import IntegrityError
 from db import db
 from models.item import ItemModel
 from models.jodoo_delivery import JodooDeliveryModel
+from models.jodoo_nonce import JodooNonceModel
 from models.revoked_session import RevokedSessionModel
 from models.store import StoreModel
 from models.user import UserModel
@@ -14,6 +15,7 @@ from models.webhook_delivery import WebhookDeliveryModel
 __all__ = [
     "ItemModel",
     "JodooDeliveryModel",
+    "JodooNonceModel",
     "RevokedSessionModel",
     "StoreModel",
     "UserModel",

@@ -49,11 +49,12 @@ def parse_item_for_caller():
     return data
 
 
-def check_item_quota(store_id):
+def check_item_quota(store_id, is_admin=None):
     """403 quota_exceeded when the store already holds MAX_ITEMS_PER_STORE items
-    (admins are exempt). The store's row lock makes count-then-insert safe
-    against concurrent creates into the same store."""
-    if current_user_is_admin():
+    (admins are exempt: the caller, or the acting account when `is_admin` is
+    given). The store's row lock makes count-then-insert safe against
+    concurrent creates into the same store."""
+    if current_user_is_admin() if is_admin is None else is_admin:
         return
     StoreModel.lock(store_id)
     limit = current_app.config["MAX_ITEMS_PER_STORE"]

@@ -89,3 +89,38 @@ def test_migration_0003_round_trip_keeps_autoincrement(tmp_path):
         assert "image_key" not in items_sql() and "AUTOINCREMENT" in items_sql()
         upgrade()
         assert "image_key" in items_sql() and "AUTOINCREMENT" in items_sql()
+
+
+def test_migration_0005_keeps_applied_pushes_and_refuses_a_second_claim(empty_database):
+    app = build_app(empty_database)
+    with app.app_context():
+        upgrade(revision="0004")
+        conn = db.session.connection()
+        conn.execute(
+            sqlalchemy.text("INSERT INTO jodoo_deliveries (deliver_id, applied_at) VALUES ('d-1', CURRENT_TIMESTAMP)")
+        )
+        db.session.commit()
+        db.session.remove()
+        upgrade()
+        conn = db.session.connection()
+        rows = conn.execute(sqlalchemy.text("SELECT deliver_id, status, reason FROM jodoo_deliveries")).all()
+        assert [tuple(row) for row in rows] == [("d-1", "applied", None)]
+        claim = sqlalchemy.text("INSERT INTO jodoo_nonces (key, seen_at) VALUES ('k', CURRENT_TIMESTAMP)")
+        conn.execute(claim)
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            conn.execute(claim)
+        db.session.rollback()
+        indexes = {index["name"] for index in sqlalchemy.inspect(db.engine).get_indexes("jodoo_nonces")}
+        assert "ix_jodoo_nonces_seen_at" in indexes
+        db.session.remove()
+        downgrade(revision="0004")
+        inspector = sqlalchemy.inspect(db.engine)
+        assert "jodoo_nonces" not in inspector.get_table_names()
+        assert {c["name"] for c in inspector.get_columns("jodoo_deliveries")} == {"deliver_id", "applied_at"}
+        assert "ix_jodoo_deliveries_applied_at" in {i["name"] for i in inspector.get_indexes("jodoo_deliveries")}
+        assert db.session.connection().execute(sqlalchemy.text("SELECT deliver_id FROM jodoo_deliveries")).all() == [
+            ("d-1",)
+        ]
+        db.session.remove()
+        upgrade()
+    dispose(app)

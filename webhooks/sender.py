@@ -5,8 +5,9 @@ address inside our own network.
   headers `webhook-id` (stable across retries), `webhook-timestamp` (this
   attempt), `webhook-signature` (`v1,<base64 HMAC-SHA256>`).
 - SSRF: the host is resolved here, at delivery time (DNS can be re-pointed
-  after the webhook was created), every address it resolves to must be public
-  unless WEBHOOK_ALLOW_PRIVATE_TARGETS, and the connection goes to the very
+  after the webhook was created), every address it resolves to must be global
+  unicast (an allow-list: GLOBAL_UNICAST minus SPECIAL_PURPOSE) unless
+  WEBHOOK_ALLOW_PRIVATE_TARGETS, and the connection goes to the very
   address that was checked (the Host header and TLS SNI/certificate check
   still use the name). Production allows https only.
 - Bounds: one timeout for the whole attempt, no redirects followed (a 3xx is
@@ -49,20 +50,62 @@ class Outcome:
         return self.error is None
 
 
-# IPv6 ranges that carry an IPv4 address inside (NAT64, 6to4, IPv4-compatible):
-# through a gateway they reach that IPv4 address, private ones included.
-IPV4_CARRIERS = [ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96")]
+# Where a webhook may be delivered: global unicast space only. An address is
+# allowed when it lies in GLOBAL_UNICAST and in none of SPECIAL_PURPOSE. The
+# blocks are those of IANA's "IPv4 Special-Purpose Address Registry" and "IPv6
+# Special-Purpose Address Registry" (RFC 6890 and its updates) that are not
+# globally reachable or carry another address inside, plus IPv4 multicast
+# (IANA "IPv4 Multicast Address Space Registry"). Python's
+# `ipaddress.is_global` is not used: its answer differs between Python
+# releases, and some call fec0::1 and ::ffff:0:7f00:1 global.
+GLOBAL_UNICAST = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/0",  # IPv4: all of it, minus the blocks below
+        # IPv6: global unicast (IANA "IPv6 Address Space" registry). Outside it,
+        # and so refused without a row below: ::/128, ::1/128, ::/96
+        # (IPv4-compatible), ::ffff:0:0/96 (IPv4-mapped, judged by its IPv4 in
+        # is_public), ::ffff:0:0:0/96 (IPv4-translated), 64:ff9b::/96 and
+        # 64:ff9b:1::/48 (NAT64), 100::/64 (discard), 5f00::/16 (SRv6 SIDs),
+        # fc00::/7 (unique local), fe80::/10 (link-local), fec0::/10
+        # (site-local), ff00::/8 (multicast).
+        "2000::/3",
+    )
+)
+SPECIAL_PURPOSE = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",  # "this network"
+        "10.0.0.0/8",  # private
+        "100.64.0.0/10",  # shared address space (carrier-grade NAT)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local, where cloud metadata (169.254.169.254) lives
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments (its two anycast /32s included)
+        "192.0.2.0/24",  # documentation (TEST-NET-1)
+        "192.88.99.0/24",  # 6to4 relay anycast: reaches a relay, not the endpoint
+        "192.168.0.0/16",  # private
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation (TEST-NET-2)
+        "203.0.113.0/24",  # documentation (TEST-NET-3)
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, 255.255.255.255 (limited broadcast) included
+        "2001::/23",  # IETF protocol assignments: Teredo, benchmarking, ORCHID, ...
+        "2001:db8::/32",  # documentation
+        "2002::/16",  # 6to4: carries an IPv4 address, private ones included
+        "3fff::/20",  # documentation
+    )
+)
 
 
 def is_public(address):
+    """Whether a webhook may be delivered to this IP address (see GLOBAL_UNICAST)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback
-    if ip.version == 6 and any(ip in network for network in IPV4_CARRIERS):
-        return False
-    # is_global is False for private, loopback, link-local (169.254/16, where
-    # cloud metadata lives), shared (100.64/10), reserved and unspecified.
-    return ip.is_global and not ip.is_multicast
+        # ::ffff:a.b.c.d is how a dual-stack socket names IPv4 a.b.c.d: the
+        # connection goes to that IPv4 address, so that is the one judged.
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in GLOBAL_UNICAST) and not any(ip in network for network in SPECIAL_PURPOSE)
 
 
 def check_url(url, allow_private):

@@ -15,6 +15,11 @@ How a delivery travels:
 3. Huey's worker threads, in any worker process sharing the queue, run
    `deliver`: send the row (sender.send) and write the outcome back,
    only if the row still carries their claim token.
+4. A delivery is finished when delivered, or `failed` once its next retry
+   would fall outside WEBHOOK_RETRY_WINDOW_SECONDS, so even an endpoint that
+   never answers leaves no row pending for ever. The poller deletes finished
+   rows WEBHOOK_RETENTION_DAYS after their last attempt, and `jodoo_deliveries`
+   rows that old (`prune_finished`), so the tables stay bounded.
 
 The queue is Huey: SqliteHuey in a file (no extra service) by default, or
 Redis when REDIS_URL is set, so the workers of several machines share one
@@ -29,21 +34,27 @@ import os
 import random
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from huey import RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 from huey.storage import RedisStorage
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from core.clock import utcnow
 from db import db
+from models.jodoo_delivery import JodooDeliveryModel
+from models.jodoo_nonce import KEPT_FOR, JodooNonceModel
 from models.webhook import WebhookModel
 from models.webhook_delivery import DELIVERED, FAILED, PENDING, WebhookDeliveryModel
 from webhooks import sender
 
 log = logging.getLogger("stores_api.webhooks")
 DELIVERIES = WebhookDeliveryModel.__table__
+# Pruning: the poller prunes at most this often, and each statement deletes at
+# most PRUNE_BATCH rows, so no long transaction holds locks or stalls dispatch.
+PRUNE_EVERY_SECONDS = 600
+PRUNE_BATCH = 1000
 
 
 class PrefixedRedisStorage(RedisStorage):
@@ -89,9 +100,9 @@ def retry_delay(config, attempts):
     return min(delay, config["WEBHOOK_RETRY_MAX_SECONDS"]) * random.uniform(0.8, 1.2)
 
 
-def claim_due(limit, lease_seconds):
+def claim_due(limit, lease_seconds, now=None):
     """Claim up to `limit` due rows for this worker; their ids and the claim token."""
-    now = utcnow()
+    now = now or utcnow()
     token = uuid.uuid4().hex
     due = (
         select(DELIVERIES.c.id)
@@ -117,7 +128,7 @@ def claim_due(limit, lease_seconds):
     return ids, token
 
 
-def outcome_values(config, row, outcome):
+def outcome_values(config, row, outcome, now=None):
     """The columns to write after one attempt."""
     attempts = row.attempts + 1
     values = {
@@ -129,23 +140,23 @@ def outcome_values(config, row, outcome):
     }
     if outcome.ok:
         return {**values, "status": DELIVERED}
-    next_at = utcnow() + timedelta(seconds=retry_delay(config, attempts))
+    next_at = (now or utcnow()) + timedelta(seconds=retry_delay(config, attempts))
     window_end = row.window_started_at + timedelta(seconds=config["WEBHOOK_RETRY_WINDOW_SECONDS"])
     if next_at > window_end:
         return {**values, "status": FAILED}
     return {**values, "status": PENDING, "next_attempt_at": next_at}
 
 
-def deliver_claimed(app, delivery_id, token):
+def deliver_claimed(app, delivery_id, token, now=None):
     """Send one claimed row and record the outcome (the Huey task's body)."""
     with app.app_context():
         try:
-            send_and_record(app.config, delivery_id, token)
+            send_and_record(app.config, delivery_id, token, now)
         finally:
             db.session.remove()
 
 
-def send_and_record(config, delivery_id, token):
+def send_and_record(config, delivery_id, token, now=None):
     row = db.session.execute(
         select(DELIVERIES, WebhookModel.url, WebhookModel.secret)
         .join(WebhookModel, WebhookModel.id == DELIVERIES.c.webhook_id)
@@ -167,9 +178,56 @@ def send_and_record(config, delivery_id, token):
     db.session.execute(
         update(DELIVERIES)
         .where(DELIVERIES.c.id == delivery_id, DELIVERIES.c.claim_token == token)
-        .values(**outcome_values(config, row, outcome))
+        .values(**outcome_values(config, row, outcome, now))
     )
     db.session.commit()
+
+
+def prune_finished(retention_days, now=None, batch=None):
+    """Delete up to `batch` rows older than the retention from each table
+    below; how many, by table name. Each table: its key, and what makes a row
+    old enough to go (a timestamp column before the cutoff)."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=retention_days)
+    batch = batch or PRUNE_BATCH
+    tables = (
+        (
+            WebhookDeliveryModel.__table__.c.id,
+            # Finished rows only: a pending one is still to be sent. Once a
+            # row is finished, next_attempt_at is when its last attempt was
+            # due, i.e. about when it finished (a manual retry moves it to
+            # the retry's time, so a retried row is kept its full retention).
+            WebhookDeliveryModel.status.in_((DELIVERED, FAILED)),
+            WebhookDeliveryModel.next_attempt_at < cutoff,
+        ),
+        (
+            # A push's id guards against copies of it for the retention; a
+            # copy signed more than 5 minutes ago is refused by its timestamp
+            # anyway.
+            JodooDeliveryModel.__table__.c.deliver_id,
+            JodooDeliveryModel.applied_at < cutoff,
+        ),
+        (
+            # A signed push is remembered only while its timestamp could
+            # still pass (models/jodoo_nonce.py), whatever the retention.
+            JodooNonceModel.__table__.c.key,
+            JodooNonceModel.seen_at < now - KEPT_FOR,
+        ),
+    )
+    deleted = {}
+    for key, *old in tables:
+        # The batch is chosen by its own statement: as a LIMIT subquery of
+        # the DELETE, PostgreSQL may run it again for each row and, skipping
+        # the rows already deleted, delete far more than `batch`. Rows
+        # another worker is pruning are skipped, not waited for.
+        chosen = db.session.execute(select(key).where(*old).limit(batch).with_for_update(skip_locked=True))
+        ids = list(chosen.scalars())
+        # The conditions again in the DELETE: a row changed after it was
+        # chosen (SQLite: a manual retry made it pending) is not deleted.
+        count = db.session.execute(delete(key.table).where(key.in_(ids), *old)).rowcount if ids else 0
+        db.session.commit()
+        deleted[key.table.name] = count
+    return deleted
 
 
 class WebhookWorker:
@@ -180,6 +238,7 @@ class WebhookWorker:
         self.config = app.config
         self.huey = make_huey(app.config, app.instance_path)
         self.deliver = self.huey.task(name="webhooks.deliver")(self._deliver)
+        self.next_prune_at = datetime.min
 
     def _deliver(self, delivery_id, token):
         deliver_claimed(self.app, delivery_id, token)
@@ -200,10 +259,29 @@ class WebhookWorker:
             self.deliver(delivery_id, token)
         return len(ids)
 
+    def prune_if_due(self, now=None):
+        """Prune (prune_finished) if PRUNE_EVERY_SECONDS have passed since the
+        last time; how many rows went, or None when it was not time yet."""
+        now = now or utcnow()
+        if now < self.next_prune_at:
+            return None
+        with self.app.app_context():
+            try:
+                deleted = prune_finished(self.config["WEBHOOK_RETENTION_DAYS"], now)
+            finally:
+                db.session.remove()
+        # A full batch means more rows are waiting: prune again at the poll
+        # loop's next turn, between dispatches, rather than in one long run.
+        more = any(count >= PRUNE_BATCH for count in deleted.values())
+        self.next_prune_at = now if more else now + timedelta(seconds=PRUNE_EVERY_SECONDS)
+        return deleted
+
     def poll(self, stop_flag):
-        """Dispatch until stopped; rest WEBHOOK_POLL_SECONDS when nothing is due."""
+        """Prune when due and dispatch until stopped; rest WEBHOOK_POLL_SECONDS
+        when nothing is due."""
         while not stop_flag.is_set():
             try:
+                self.prune_if_due()
                 if self.dispatch_due():
                     continue
             except Exception:

@@ -211,6 +211,20 @@ HOSTILE = [
     ("PDF", samples.pdf, "doc.jpg", 415, "unsupported_media_type"),
     ("zero bytes", lambda: b"", "empty.jpg", 400, "validation_error"),
     ("PNG declaring 50000 x 50000 pixels", samples.png_bomb, "bomb.png", 400, "validation_error"),
+    ("RIFF file that is not WebP (WAVE)", samples.riff_wave, "sound.webp", 415, "unsupported_media_type"),
+    # Under IMAGE_MAX_PIXELS, but too costly to decode (tests/images/test_decoding.py).
+    ("lossless WebP of 6320 x 6320 in 34 bytes", samples.webp_lossless_bomb, "bomb.webp", 400, "validation_error"),
+    ("animated WebP of 6320 x 6320 in 136 bytes", samples.animated_webp_bomb, "bomb.webp", 400, "validation_error"),
+    (
+        "palette PNG with transparency, 6320 x 6320",
+        samples.transparent_palette_png_bomb,
+        "b.png",
+        400,
+        "validation_error",
+    ),
+    ("progressive JPEG with 2,000 scans", samples.progressive_jpeg_bomb, "bomb.jpg", 400, "validation_error"),
+    ("animated PNG", samples.apng, "anim.png", 400, "validation_error"),
+    ("animated WebP", samples.animated_webp, "anim.webp", 400, "validation_error"),
 ]
 
 
@@ -227,6 +241,24 @@ def test_hostile_files_get_their_answer_and_store_nothing(
     assert (response.status_code, response.get_json()["error"]) == (status, error), response.get_json()
     assert objects(app) == []
     assert client.get("/item/chair", headers=user["headers"]).get_json()["image_url"] is None
+
+
+def test_image_uploads_are_limited_per_user(make_app, tmp_path, store, user, users):
+    limited = make_app(IMAGE_STORAGE=f"file://{tmp_path / 'limited'}", IMAGE_UPLOAD_RATE_LIMIT="2 per minute")
+    http = limited.test_client()
+    assert (
+        http.post("/item/chair", json={"price": 1, "store_id": store["id"]}, headers=user["headers"]).status_code == 201
+    )
+    # Refused uploads count too: what they cost is the reading and the checks.
+    assert upload(http, "chair", samples.pdf(), user["headers"]).status_code == 415
+    assert upload(http, "chair", samples.jpeg(), user["headers"]).status_code == 200
+    refused = upload(http, "chair", samples.jpeg(), user["headers"])
+    assert (refused.status_code, refused.get_json()["error"]) == (429, "rate_limited")
+    assert int(refused.headers["Retry-After"]) > 0
+    # Per user, not per address: another user who may change the item (an
+    # admin), from the same address, still may.
+    admin = users.create("boss", admin=True)
+    assert upload(http, "chair", samples.jpeg(), admin["headers"]).status_code == 200
 
 
 def test_the_pixel_limit_is_checked_before_decoding(client, item, user, make_app, tmp_path):

@@ -264,6 +264,46 @@ def test_guessing_from_many_addresses_never_locks_the_owner_out(limited_server):
     assert status == 200 and "access_token" in body
 
 
+def test_limits_are_shared_by_the_workers_without_redis(tmp_path):
+    """No Redis: the counters are in uWSGI's shared cache, so a limit of N is N
+    with two workers, not N per worker (core/worker_counters.py)."""
+    stats_port = free_port()
+    limits = {"REGISTER_RATE_LIMIT": "5 per hour", "LOGIN_RATE_LIMIT": "10 per minute"}
+    with LiveServer(
+        f"sqlite:///{tmp_path / 'limits.db'}",
+        processes=2,
+        extra_env=limits,
+        args=["--stats", f"127.0.0.1:{stats_port}"],
+    ) as server:
+        before = worker_requests(stats_port)
+
+        def slowly(path, credentials):
+            """POST whose body takes 0.2 s to arrive: four at once keep both workers busy."""
+            body = json.dumps(credentials).encode()
+
+            def chunks():
+                yield body[:5]
+                time.sleep(0.2)
+                yield body[5:]
+
+            headers = {"Content-Type": "application/json"}
+            return requests.post(f"{server.url}{path}", data=chunks(), headers=headers, timeout=30).status_code
+
+        def register(n):
+            return slowly("/register", {"username": f"shared{n}", "password": "shared-password"})
+
+        def login(n):
+            return slowly("/login", {"username": f"nobody{n}", "password": "wrong-password"})
+
+        with ThreadPoolExecutor(4) as pool:
+            registrations = sorted(pool.map(register, range(10)))
+            logins = sorted(pool.map(login, range(14)))
+        served = {pid: count - before.get(pid, 0) for pid, count in worker_requests(stats_port).items()}
+    assert len([count for count in served.values() if count > 0]) == 2, served
+    assert registrations == [201] * 5 + [429] * 5
+    assert logins == [401] * 10 + [429] * 4
+
+
 def test_oversized_body_refused_before_it_is_read(limited_server):
     """Claim 100 MB, send 10 bytes: the 413 must come at once, not after a 100 MB read."""
     with socket.create_connection(("127.0.0.1", limited_server.port), timeout=5) as s:

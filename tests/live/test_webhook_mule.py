@@ -2,7 +2,8 @@
 
 - its mule delivers webhooks with no other process running;
 - copies of one Jodoo push sent at once, so both workers apply them
-  concurrently, have exactly one effect (the unique delivery id decides);
+  concurrently, have exactly one effect (the unique keys of the signed push
+  and of its delivery id decide);
 - WEBHOOK_WORKER_EXTERNAL=1 starts no mule (a separate worker does the work).
 """
 
@@ -63,6 +64,7 @@ def database_url(request, tmp_path):
 def test_concurrent_copies_of_a_push_apply_once_and_the_mule_delivers(database_url, tmp_path):
     env = {
         "JODOO_WEBHOOK_SECRET": SECRET,
+        "JODOO_ACTING_USER": "admin",  # registered by admin_headers before any push
         "WEBHOOK_QUEUE_PATH": str(tmp_path / "queue.db"),
         "WEBHOOK_POLL_SECONDS": "0.1",
         "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",

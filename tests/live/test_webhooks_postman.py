@@ -21,7 +21,8 @@ ADMIN, PASSWORD = "postman_admin", "postman-admin-password"
 
 def test_webhooks_collection_passes(newman_bin, tmp_path):
     url = services.scratch_database("stores_webhooks_postman")
-    env = {"JODOO_WEBHOOK_SECRET": SECRET, "WEBHOOK_QUEUE_PATH": str(tmp_path / "queue.db")}
+    # Pushes act as the admin, registered below before the collection runs.
+    env = {"JODOO_WEBHOOK_SECRET": SECRET, "JODOO_ACTING_USER": ADMIN, "WEBHOOK_QUEUE_PATH": str(tmp_path / "queue.db")}
     with LiveServer(url, processes=2, extra_env=env) as server, Receiver() as receiver:
         response = requests.post(f"{server.url}/register", json={"username": ADMIN, "password": PASSWORD}, timeout=10)
         assert response.status_code == 201, response.text

@@ -8,7 +8,16 @@ from config import database_url as sqlalchemy_url
 from db import db
 from tests.support import services
 
-TABLES = ("webhook_deliveries", "webhooks", "jodoo_deliveries", "items", "stores", "revoked_sessions", "users")
+TABLES = (
+    "webhook_deliveries",
+    "webhooks",
+    "jodoo_deliveries",
+    "jodoo_nonces",
+    "items",
+    "stores",
+    "revoked_sessions",
+    "users",
+)
 
 # One engine per database URL for the whole session: a new one per test costs
 # more than the DELETEs themselves.

@@ -5,10 +5,10 @@ local port that verifies every delivery with the `standardwebhooks` library.
         ... receiver.url ...
         receiver.wait_for(ids)            # every webhook-id in `ids` arrived, verified
 
-It records each verified delivery's webhook-id and body, counts failed
-verifications, can answer a given status for the next N requests
-(`fail_next`), go down and come back on the same port (`stop` / `start`),
-and answer slowly (`delay`). Until it knows the secret it answers 503.
+It records each verified delivery's webhook-id and body, every request's
+webhook-id (`attempt_ids`), counts failed verifications, can answer a given
+status for the next N requests (`fail_next`), go down and come back on the
+same port (`stop` / `start`), and answer slowly (`delay`). Until it knows the secret it answers 503.
 """
 
 import json
@@ -29,6 +29,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.lock = threading.Lock()
         self.received = []  # (webhook-id, parsed body) of each verified delivery
+        self.attempt_ids = []  # the webhook-id of every request, whatever it was answered
         self.bad_signatures = 0
         self.failures_left = 0
         self.failure_status = 500
@@ -93,6 +94,7 @@ class Receiver:
         body = request.rfile.read(length)
         with self.lock:
             self.paths[request.path] += 1
+            self.attempt_ids.append(request.headers.get("webhook-id"))
         if self.delay:
             time.sleep(self.delay)
         if self.redirect_to:
