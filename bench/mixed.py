@@ -14,7 +14,11 @@ Each scenario runs for BENCH_MIXED_SECONDS (default 15) and is one of:
   header line every 3.5 s and never finish;
 - slow bodies: SLOW_BODY_CLIENTS connections from 127.0.0.202 that each send
   a POST /login's headers whole, then its body a byte every 3.5 s, and
-  reconnect when the server lets them go.
+  reconnect when the server lets them go;
+- image bombs: UPLOADERS threads of the store's owner (127.0.0.203) PUT
+  image bombs (tests/support/image_samples.py: tiny files that would decode
+  to hundreds of MB or take seconds of CPU) one after the other, with the
+  per-user upload limit lifted so that what is measured is their decoding.
 The hostile client starts HOSTILE_HEAD_START seconds before the readers, so
 they measure the attack's steady state, not its first burst.
 
@@ -59,6 +63,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from report import write_section  # noqa: E402
 
+from tests.support import image_samples  # noqa: E402
 from tests.support.nginx_harness import NginxServer, free_port, wait_for_port  # noqa: E402
 
 BIN = PROJECT_DIR / ".venv" / "bin"
@@ -72,6 +77,8 @@ READER_PAUSE = 0.05  # seconds between one reader's requests
 FLOODERS = 2
 SLOW_CLIENTS = 200
 SLOW_BODY_CLIENTS = 50
+UPLOADERS = 2
+OWNER = {"username": "mixed_owner", "password": "mixed-owner-password"}
 TRICKLE_EVERY = 3.5
 NGINX_WORKERS = 4  # docs/deploy-server.md's WEB_CONCURRENCY
 HOSTILE_HEAD_START = 3.0  # seconds the hostile client runs before the readers start
@@ -132,6 +139,32 @@ def flooder(url, verify, stop, counts, lock):
             counts[status] = counts.get(status, 0) + 1
 
 
+BOMBS = [
+    image_samples.webp_lossless_bomb(),
+    image_samples.animated_webp_bomb(),
+    image_samples.transparent_palette_png_bomb(),
+    image_samples.progressive_jpeg_bomb(),
+]
+
+
+def uploader(number, url, verify, stop, counts, lock):
+    """The owner uploading bombs onto item mixed-<number>, back to back."""
+    http = session_from("127.0.0.203", verify)
+    token = http.post(f"{url}/login", json=OWNER, timeout=30).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    n = 0
+    while not stop.is_set():
+        try:
+            bomb = {"image": ("bomb", BOMBS[n % len(BOMBS)])}
+            answer = http.put(f"{url}/item/mixed-{number}/image", files=bomb, headers=headers, timeout=60)
+            status = answer.status_code
+        except requests.RequestException:
+            status = "error"
+        with lock:
+            counts[status] = counts.get(status, 0) + 1
+        n += 1
+
+
 SLOW_OPENINGS = {
     "slow headers": (b"GET /items HTTP/1.1\r\nHost: localhost\r\n", "127.0.0.201"),
     "slow bodies": (
@@ -182,6 +215,10 @@ def run_scenario(way, scenario, url, verify, slow_target=None, use_tls=False, ca
     hostile = []
     if scenario == "registration flood":
         hostile = [threading.Thread(target=flooder, args=(url, verify, stop, counts, lock)) for _ in range(FLOODERS)]
+    elif scenario == "image bombs":
+        hostile = [
+            threading.Thread(target=uploader, args=(n, url, verify, stop, counts, lock)) for n in range(UPLOADERS)
+        ]
     elif scenario in SLOW_OPENINGS:
         hostile = [threading.Thread(target=slow_clients, args=(scenario, slow_target, use_tls, cafile, stop, opened))]
     for t in hostile:
@@ -201,9 +238,10 @@ def run_scenario(way, scenario, url, verify, slow_target=None, use_tls=False, ca
     stop.set()
     for t in threads:
         t.join(60)
-    if scenario == "registration flood":
-        hostile = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str))
-        hostile = f"{sum(counts.values())} registrations sent ({hostile})"
+    if scenario in ("registration flood", "image bombs"):
+        sent = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str))
+        what = "registrations" if scenario == "registration flood" else "bombs uploaded"
+        hostile = f"{sum(counts.values())} {what} ({sent})"
     elif scenario in SLOW_OPENINGS:
         hostile = (
             f"{opened[0] if opened else 0} slow connections opened, "
@@ -231,6 +269,8 @@ def app_env(db_path):
         JWT_SECRET_KEY=secrets.token_hex(32),
         DATABASE_URL=f"sqlite:///{db_path}",
         WEB_CONCURRENCY="2",
+        # The image-bomb scenario measures decoding, not the upload limit.
+        IMAGE_UPLOAD_RATE_LIMIT="1000000 per hour",
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     return env
@@ -251,9 +291,8 @@ def fresh_database(name):
 
 def seed(url, verify):
     http = session_from("127.0.0.5", verify)
-    credentials = {"username": "mixed_owner", "password": "mixed-owner-password"}
-    http.post(f"{url}/register", json=credentials, timeout=30)
-    token = http.post(f"{url}/login", json=credentials, timeout=30).json()["access_token"]
+    http.post(f"{url}/register", json=OWNER, timeout=30)
+    token = http.post(f"{url}/login", json=OWNER, timeout=30).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     store_id = http.post(f"{url}/store/mixed", headers=headers, timeout=30).json()["id"]
     for n in range(10):
@@ -294,7 +333,7 @@ def stop(proc):
             proc.wait()
 
 
-SCENARIOS = ["quiet", "registration flood", "slow headers", "slow bodies"]
+SCENARIOS = ["quiet", "registration flood", "slow headers", "slow bodies", "image bombs"]
 
 
 def through_nginx():
@@ -347,6 +386,8 @@ def markdown(outcomes):
         f"{SLOW_CLIENTS} connections from one address sending a header line every {TRICKLE_EVERY} s. "
         f"Slow bodies: {SLOW_BODY_CLIENTS} connections from one address sending a POST /login body a byte "
         f"every {TRICKLE_EVERY} s, reconnecting when let go. "
+        f"Image bombs: {UPLOADERS} threads of the owner uploading the {len(BOMBS)} bombs of "
+        "tests/support/image_samples.py back to back (upload limit lifted). "
         f"The hostile client starts {HOSTILE_HEAD_START:.0f} s before the readers (steady state). "
         "Clients and servers share this machine's CPUs. "
         "Goal: readers' p99 within 2x of the quiet run.",
