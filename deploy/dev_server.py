@@ -33,6 +33,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,12 +91,42 @@ def local_url(bound: str) -> str:
     return f"http://{host}:{port}"
 
 
+# uWSGI 2.0 loses a Ctrl-C that reaches a worker between its fork and its
+# signal handlers (uwsgi.ini's hook-post-fork), and its master then waits for
+# that worker for ever. A second Ctrl-C, to the workers themselves, ends it:
+# this script sends it when uWSGI is still there this long after the first.
+SECOND_CTRL_C_AFTER = 1.0
+
+
+def ctrl_c_children(pid: int) -> None:
+    """SIGINT to every process whose parent is `pid` (uWSGI's workers, mule, router)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            if parent == pid:
+                os.kill(int(entry), signal.SIGINT)
+        except (OSError, ValueError):
+            pass  # gone meanwhile
+
+
 def main() -> int:
     interrupted = False
+    proc = None
+
+    def second_ctrl_c():
+        if proc is not None and proc.poll() is None:
+            ctrl_c_children(proc.pid)
 
     def on_sigint(signum, frame):
         nonlocal interrupted
-        interrupted = True  # uWSGI got the same Ctrl-C; wait for it to stop
+        if not interrupted:  # uWSGI got the same Ctrl-C; wait for it to stop
+            interrupted = True
+            timer = threading.Timer(SECOND_CTRL_C_AFTER, second_ctrl_c)
+            timer.daemon = True
+            timer.start()
 
     signal.signal(signal.SIGINT, on_sigint)
     proc = subprocess.Popen(

