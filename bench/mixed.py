@@ -268,6 +268,9 @@ def app_env(db_path):
         APP_ENV="production",
         JWT_SECRET_KEY=secrets.token_hex(32),
         DATABASE_URL=f"sqlite:///{db_path}",
+        # What the servers write besides the database stays beside it, not in the checkout.
+        WEBHOOK_QUEUE_PATH=f"{db_path}.queue",
+        RUNTIME_DIR=str(Path(db_path).parent),
         WEB_CONCURRENCY="2",
         # The image-bomb scenario measures decoding, not the upload limit.
         IMAGE_UPLOAD_RATE_LIMIT="1000000 per hour",

@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,9 +94,21 @@ def local_url(bound: str) -> str:
 
 # uWSGI 2.0 loses a Ctrl-C that reaches a worker between its fork and its
 # signal handlers (uwsgi.ini's hook-post-fork), and its master then waits for
-# that worker for ever. A second Ctrl-C, to the workers themselves, ends it:
-# this script sends it when uWSGI is still there this long after the first.
+# that worker for ever. A second Ctrl-C ends it: this script sends one to the
+# master and then to its children when uWSGI is still there this long after
+# the first.
 SECOND_CTRL_C_AFTER = 1.0
+
+
+def ctrl_c_again(pid: int) -> None:
+    """SIGINT to uWSGI's master (which starts its shutdown, if the first one
+    came before it could), then to every child it has (workers, mule, router)."""
+    try:
+        os.kill(pid, signal.SIGINT)
+    except OSError:
+        return
+    time.sleep(0.1)  # the master first: a worker it sees die is then not replaced
+    ctrl_c_children(pid)
 
 
 def ctrl_c_children(pid: int) -> None:
@@ -118,7 +131,7 @@ def main() -> int:
 
     def second_ctrl_c():
         if proc is not None and proc.poll() is None:
-            ctrl_c_children(proc.pid)
+            ctrl_c_again(proc.pid)
 
     def on_sigint(signum, frame):
         nonlocal interrupted
@@ -129,6 +142,9 @@ def main() -> int:
             timer.start()
 
     signal.signal(signal.SIGINT, on_sigint)
+    if interrupted:  # before uWSGI started: nothing to stop
+        print("Stopped.")
+        return 0
     proc = subprocess.Popen(
         [str(UWSGI), "--ini", "uwsgi.ini", *sys.argv[1:]],
         cwd=ROOT,
