@@ -13,6 +13,7 @@ the plain http-socket on GET /item/<name>.
 """
 
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ def app_env(db_path):
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith(("UWSGI_", "ARGON2_"))}
     env.update(
         APP_ENV="production",
-        JWT_SECRET_KEY="bench-front-door-secret-key-32-bytes-long",
+        JWT_SECRET_KEY=secrets.token_hex(32),
         DATABASE_URL=f"sqlite:///{db_path}",
         LOGIN_RATE_LIMIT="1000000 per minute",
         REGISTER_RATE_LIMIT="1000000 per minute",
