@@ -101,10 +101,12 @@ def configure_database_url(app):
 
 def sqlite_pragmas(dbapi_connection, connection_record):
     """SQLite enforces foreign keys only when asked, per connection; WAL lets
-    several uWSGI workers read while one writes."""
+    several uWSGI workers read while one writes. Its `lower()` folds only
+    ASCII: the lists' `q` filter folds with Python's (models/listing.py)."""
     import sqlite3
 
     if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.create_function("unicode_lower", 1, str.lower, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")

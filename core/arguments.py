@@ -115,8 +115,13 @@ def price(value):
         raise ValueError("Must be a number.")
     if isinstance(value, str) and not is_form_request():
         raise ValueError("Must be a JSON number, not a string.")
+    return price_text(str(value))
+
+
+def price_text(value):
+    """A price written as text (a form field, a query parameter), by the rules above."""
     try:
-        amount = Decimal(str(value).strip())
+        amount = Decimal(value.strip())
     except InvalidOperation:
         raise ValueError("Must be a number.") from None
     if not amount.is_finite():
@@ -212,6 +217,15 @@ def query_int(low, high):
     return parse
 
 
+def one_of(choices):
+    def parse(value):
+        if value not in choices:
+            raise ValueError(f"Must be one of: {', '.join(choices)}.")
+        return value
+
+    return parse
+
+
 paging_parser = reqparse.RequestParser(bundle_errors=True)
 paging_parser.add_argument("page", type=query_int(1, 10**9), default=1, location="args", help="{error_msg}")
 paging_parser.add_argument("per_page", type=query_int(1, 1000), default=100, location="args", help="{error_msg}")
@@ -220,6 +234,15 @@ paging_parser.add_argument("per_page", type=query_int(1, 1000), default=100, loc
 def paging():
     args = paging_parser.parse_args()
     return args["page"], args["per_page"]
+
+
+def list_parser(sorts):
+    """Paging, plus the filters and sorting every list has: `q` (a name
+    substring) and `sort` (one of `sorts`, the first the default)."""
+    parser = paging_parser.copy()
+    parser.add_argument("q", type=text(1, 80), location="args", help="{error_msg}")
+    parser.add_argument("sort", type=one_of(sorts), default=sorts[0], location="args", help="{error_msg}")
+    return parser
 
 
 def page_link(page, per_page, rel):

@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 
 from core.errors import conflict
 from db import db
-from models.item import ItemModel
+from models.item import ITEM_COLUMNS, ItemModel, item_json
 from webhooks import outbox
 
 log = logging.getLogger(__name__)
@@ -83,18 +83,24 @@ class ItemGone(Exception):
     """The item was deleted while its image was being stored."""
 
 
-def swap(item_id, image_key):
+def swap(item_id, image_key, check=None):
     """Set the item's image_key (or None) and commit; return the key it had.
 
     Compare-and-set, retried: between our read and our update another request
-    may have swapped it, and then we read again.
+    may have swapped it, and then we read again. With `check` (a conditional
+    request's precondition, core/conditional.py), the row is locked first and
+    `check` sees the item's JSON as it is before the swap; it raises to refuse.
     """
     for _ in range(SWAP_ATTEMPTS):
-        row = db.session.execute(select(ItemModel.image_key).where(ItemModel.id == item_id)).first()
+        if check is not None:
+            ItemModel.lock(ItemModel.id == item_id)
+        row = db.session.execute(select(*ITEM_COLUMNS).where(ItemModel.id == item_id)).first()
         if row is None:
             db.session.rollback()
             raise ItemGone()
-        old = row[0]
+        if check is not None:
+            check(item_json(row))
+        old = row.image_key
         changed = db.session.execute(
             update(ItemModel)
             .where(ItemModel.id == item_id, ItemModel.image_key.is_not_distinct_from(old))
@@ -109,12 +115,13 @@ def swap(item_id, image_key):
     raise conflict("The item's image changed concurrently; try again.")
 
 
-def attach(item_id, processed):
+def attach(item_id, processed, check=None):
     """Store a processed upload as the item's image. Returns the new key;
-    raises ItemGone (after cleaning up) when the item vanished meanwhile."""
+    raises ItemGone (after cleaning up) when the item vanished meanwhile, and
+    whatever `check` raises (see swap)."""
     key = write_objects(processed)
     try:
-        old = swap(item_id, key)
+        old = swap(item_id, key, check)
     except BaseException:
         # Not committed: the new objects must not stay behind.
         delete_objects(key)
@@ -123,10 +130,10 @@ def attach(item_id, processed):
     return key
 
 
-def detach(item_id):
+def detach(item_id, check=None):
     """Remove the item's image: commit the NULL, then delete the objects.
     Returns the key it had (None when it had none)."""
-    old = swap(item_id, None)
+    old = swap(item_id, None, check)
     discard(old)
     return old
 

@@ -13,6 +13,9 @@
   X-Accel-Redirect, so Nginx sends the file and the uWSGI worker is free at
   once; without Nginx, `send_file` (uWSGI's file wrapper uses sendfile()).
   From S3 the bytes are streamed through (docs/images.md, "Serving").
+- PUT and DELETE answer with the item's new ETag and honour If-Match and
+  If-None-Match on the item (core/conditional.py), checked again under the
+  row lock at the swap (bookkeeping.swap).
 """
 
 from flask import current_app, request, send_file
@@ -21,7 +24,7 @@ from flask_restful import Resource
 from sqlalchemy import bindparam, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from core import arguments
+from core import arguments, conditional
 from core.errors import ApiError, not_found, validation_error
 from core.permissions import current_user_id, require_owner
 from core.rate_limits import rate_limits
@@ -55,6 +58,7 @@ def require_item_change(item):
 def find_item(name):
     item = ItemModel.find_by_name(arguments.path_name(name))
     if item is None:
+        conditional.check_write(None)  # If-Match on nothing: 412, not 404
         raise not_found(ITEM_NOT_FOUND)
     return item
 
@@ -193,28 +197,35 @@ class ItemImage(Resource):
         rate_limits().hit_image_upload(current_user_id())
         item = find_item(name)
         require_item_change(item)
+        conditional.check_write(item.json())  # early, to spare the decoding; again at the swap
         item_id = item.id
         data = uploaded_bytes()
         db_done_reading()
         processed = process(data, current_app.config["IMAGE_MAX_PIXELS"])
         del data  # the upload's bytes are not needed past this point
         try:
-            bookkeeping.attach(item_id, processed)
+            bookkeeping.attach(item_id, processed, precondition())
         except bookkeeping.ItemGone:
             raise not_found(ITEM_NOT_FOUND) from None
-        return reloaded_item_json(item_id), 200
+        return conditional.tagged(reloaded_item_json(item_id))
 
     @jwt_required()
     def delete(self, name):
         item = find_item(name)
         require_item_change(item)
+        conditional.check_write(item.json())
         if item.image_key is None:
-            return item.json(), 200  # nothing to remove: the state asked for holds
+            return conditional.tagged(item.json())  # nothing to remove: the state asked for holds
         try:
-            bookkeeping.detach(item.id)
+            bookkeeping.detach(item.id, precondition())
         except bookkeeping.ItemGone:
             raise not_found(ITEM_NOT_FOUND) from None
-        return reloaded_item_json(item.id), 200
+        return conditional.tagged(reloaded_item_json(item.id))
+
+
+def precondition():
+    """The check bookkeeping.swap makes under the row lock, for a conditional request."""
+    return conditional.check_write if conditional.has_write_preconditions() else None
 
 
 def db_done_reading():

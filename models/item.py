@@ -8,9 +8,10 @@ ORM's result layer costs more than the rows themselves on the hot paths.
 
 from urllib.parse import quote
 
-from sqlalchemy import Row, bindparam, delete, func, select
+from sqlalchemy import Row, bindparam, delete, func, select, update
 
 from db import db
+from models.listing import code_point_order, name_contains
 
 
 class ItemModel(db.Model):
@@ -19,8 +20,16 @@ class ItemModel(db.Model):
         db.UniqueConstraint("name", name="uq_items_name"),
         # A store's first items by id (store answers embed them, with a LIMIT).
         db.Index("ix_items_store_id_id", "store_id", "id"),
+        # The price filters and both price sorts (ties by id ascending). On
+        # PostgreSQL the migrations add what only it has: a trigram index for
+        # `q` and a `COLLATE "C"` index for the name sorts (models/listing.py).
+        db.Index("ix_items_price_id", "price", "id"),
+        db.Index("ix_items_price_desc_id", db.text("price DESC"), "id"),
         {"sqlite_autoincrement": True},
     )
+
+    # GET /items' `sort` values, the default first.
+    SORTS = ("id", "-id", "name", "-name", "price", "-price")
 
     id = db.Column(db.Integer, primary_key=True)
     name = db.Column(db.String(80), nullable=False)
@@ -52,13 +61,20 @@ class ItemModel(db.Model):
         return item_json(row) if row else None
 
     @classmethod
+    def lock(cls, *where):
+        """Take the matching row's lock until the transaction ends (see
+        UserModel.lock): what a conditional write reads next cannot change
+        before it writes."""
+        db.session.execute(update(cls).where(*where).values(id=cls.id))
+
+    @classmethod
     def delete_by_id(cls, item_id):
         return db.session.execute(delete(cls).where(cls.id == item_id)).rowcount == 1
 
     @classmethod
-    def rows(cls, *where, limit=None, offset=None):
-        """Items as JSON-ready dicts, ordered by id, straight from one SELECT."""
-        query = select(*ITEM_COLUMNS).where(*where).order_by(cls.id).limit(limit).offset(offset)
+    def rows(cls, *where, limit=None, offset=None, order_by=None):
+        """Items as JSON-ready dicts, ordered by id (or `order_by`), straight from one SELECT."""
+        query = select(*ITEM_COLUMNS).where(*where).order_by(*(order_by or [cls.id])).limit(limit).offset(offset)
         return [item_json(row) for row in db.session.connection().execute(query).all()]
 
     @classmethod
@@ -67,17 +83,41 @@ class ItemModel(db.Model):
         return db.session.connection().execute(query).scalar_one()
 
     @classmethod
-    def page(cls, page, per_page, *where, names_only=False):
-        """One page of items (dicts, or just names) and the total: two statements;
-        a page past the end costs only the count."""
+    def filters(cls, q=None, min_price=None, max_price=None, store_id=None):
+        """The WHERE clauses of GET /items' filters (those given)."""
+        where = []
+        if q is not None:
+            where.append(name_contains(cls.name, q))
+        if min_price is not None:
+            where.append(cls.price >= min_price)
+        if max_price is not None:
+            where.append(cls.price <= max_price)
+        if store_id is not None:
+            where.append(cls.store_id == store_id)
+        return where
+
+    @classmethod
+    def ordering(cls, sort):
+        """ORDER BY for GET /items' `sort` (one of SORTS): ties by id ascending.
+        Names are unique, so a name sort needs no tie-breaker, and leaving it out
+        lets PostgreSQL walk the name index either way."""
+        column = {"id": cls.id, "name": code_point_order(cls.name), "price": cls.price}[sort.lstrip("-")]
+        order = [column.desc() if sort.startswith("-") else column.asc()]
+        return order + [cls.id.asc()] if sort.lstrip("-") == "price" else order
+
+    @classmethod
+    def page(cls, page, per_page, where=(), sort="id", names_only=False):
+        """One page of the items matching `where` (dicts, or just names), sorted,
+        and their total: two statements; a page past the end costs only the count."""
         total = cls.count(*where)
         offset = (page - 1) * per_page
         if offset >= total:
             return [], total
+        order_by = cls.ordering(sort)
         if names_only:
-            query = select(cls.name).where(*where).order_by(cls.id).limit(per_page).offset(offset)
+            query = select(cls.name).where(*where).order_by(*order_by).limit(per_page).offset(offset)
             return list(db.session.connection().execute(query).scalars()), total
-        return cls.rows(*where, limit=per_page, offset=offset), total
+        return cls.rows(*where, limit=per_page, offset=offset, order_by=order_by), total
 
 
 ITEM_COLUMNS = (ItemModel.id, ItemModel.name, ItemModel.price, ItemModel.store_id, ItemModel.image_key)

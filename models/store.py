@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, select, true, update
 
 from db import db
 from models.item import ITEM_COLUMNS, ItemModel, item_json
+from models.listing import code_point_order, name_contains
 
 
 class StoreModel(db.Model):
@@ -16,6 +17,9 @@ class StoreModel(db.Model):
         db.UniqueConstraint("name", name="uq_stores_name"),
         {"sqlite_autoincrement": True},
     )
+
+    # GET /stores' `sort` values, the default first.
+    SORTS = ("id", "-id", "name", "-name")
 
     id = db.Column(db.Integer, primary_key=True)
     name = db.Column(db.String(80), nullable=False)
@@ -61,18 +65,18 @@ class StoreModel(db.Model):
         return store_json(row, items, row.items_total)
 
     @classmethod
-    def count(cls):
-        return db.session.connection().execute(select(func.count()).select_from(cls)).scalar_one()
-
-    @classmethod
-    def count_owned_by(cls, user_id):
-        query = select(func.count()).select_from(cls).where(cls.owner_id == user_id)
+    def count(cls, *where):
+        query = select(func.count()).select_from(cls).where(*where)
         return db.session.connection().execute(query).scalar_one()
 
     @classmethod
-    def lock(cls, store_id):
-        """Take the store's row lock until the transaction ends (see UserModel.lock)."""
-        db.session.execute(update(cls).where(cls.id == store_id).values(id=cls.id))
+    def count_owned_by(cls, user_id):
+        return cls.count(cls.owner_id == user_id)
+
+    @classmethod
+    def lock(cls, *where):
+        """Take the matching store's row lock until the transaction ends (see UserModel.lock)."""
+        db.session.execute(update(cls).where(*where).values(id=cls.id))
 
     @classmethod
     def delete_by_id(cls, store_id):
@@ -84,22 +88,37 @@ class StoreModel(db.Model):
         return db.session.connection().execute(query).first() is not None
 
     @classmethod
-    def page(cls, page, per_page, embedded):
-        """One page of stores, each with its first `embedded` items, and the total.
+    def filters(cls, q=None, owner_id=None):
+        """The WHERE clauses of GET /stores' filters (those given)."""
+        where = []
+        if q is not None:
+            where.append(name_contains(cls.name, q))
+        if owner_id is not None:
+            where.append(cls.owner_id == owner_id)
+        return where
+
+    @classmethod
+    def ordering(cls, sort):
+        """ORDER BY for GET /stores' `sort` (one of SORTS; names are unique:
+        no tie-breaker needed)."""
+        column = cls.id if sort.lstrip("-") == "id" else code_point_order(cls.name)
+        return column.desc() if sort.startswith("-") else column.asc()
+
+    @classmethod
+    def page(cls, page, per_page, embedded, where=(), sort="id"):
+        """One page of the stores matching `where`, sorted, each with its first
+        `embedded` items, and their total.
 
         Three statements whatever the data: the count, the stores (with their
         item counts), and the embedded items of all of them at once. A page
         past the end costs only the count.
         """
-        total = cls.count()
+        total = cls.count(*where)
         offset = (page - 1) * per_page
         if offset >= total:
             return [], total
-        stores = (
-            db.session.connection()
-            .execute(select(*STORE_COLUMNS, items_total_of(cls.id)).order_by(cls.id).limit(per_page).offset(offset))
-            .all()
-        )
+        query = select(*STORE_COLUMNS, items_total_of(cls.id)).where(*where).order_by(cls.ordering(sort))
+        stores = db.session.connection().execute(query.limit(per_page).offset(offset)).all()
         items_by_store = {store.id: [] for store in stores}
         in_page = ItemModel.store_id.in_(items_by_store)
         if all(store.items_total <= embedded for store in stores):

@@ -4,6 +4,11 @@ Reading an item needs a token; the list's token is optional (names only
 without one). Creating, changing, moving and deleting an item need the token
 of the owner of the store it is in (and of the store it moves to) or an
 admin's; creating needs a fresh token, whether by POST or by PUT.
+
+One item's answers carry its ETag; writes honour If-Match and If-None-Match
+(core/conditional.py): a conditional write locks the item's row before it
+looks, so its check and its write are one step. The list takes the filters
+and sorts of ItemModel.filters and ItemModel.SORTS.
 """
 
 from flask import current_app
@@ -11,7 +16,7 @@ from flask_jwt_extended import get_jwt, jwt_required
 from flask_restful import Resource
 from sqlalchemy import update
 
-from core import arguments
+from core import arguments, conditional
 from core.errors import ApiError, conflict, not_found, validation_error
 from core.permissions import current_user_is_admin, fresh_jwt_required, require_fresh_token, require_owner
 from db import db
@@ -25,8 +30,10 @@ item_parser = arguments.body_parser()
 item_parser.add_argument("price", type=arguments.price, required=True)
 item_parser.add_argument("store_id", type=arguments.positive_int, required=True)
 
-list_parser = arguments.paging_parser.copy()
+list_parser = arguments.list_parser(ItemModel.SORTS)
 list_parser.add_argument("store_id", type=arguments.query_int(1, arguments.MAX_ID), location="args", help="{error_msg}")
+list_parser.add_argument("min_price", type=arguments.price_text, location="args", help="{error_msg}")
+list_parser.add_argument("max_price", type=arguments.price_text, location="args", help="{error_msg}")
 
 ITEM_NOT_FOUND = "Item not found."
 
@@ -56,7 +63,7 @@ def check_item_quota(store_id, is_admin=None):
     concurrent creates into the same store."""
     if current_user_is_admin() if is_admin is None else is_admin:
         return
-    StoreModel.lock(store_id)
+    StoreModel.lock(StoreModel.id == store_id)
     limit = current_app.config["MAX_ITEMS_PER_STORE"]
     if ItemModel.count(ItemModel.store_id == store_id) >= limit:
         db.session.rollback()
@@ -102,20 +109,29 @@ def update_item(placement, data):
     return item
 
 
+def lock_if_conditional(name):
+    """A conditional write locks the item's row before it looks (see the docstring)."""
+    if conditional.has_write_preconditions():
+        ItemModel.lock(ItemModel.name == name)
+
+
 class Item(Resource):
     @jwt_required()
     def get(self, name):
         item = ItemModel.json_by_name(arguments.item_name(name))
         if item is None:
             raise not_found(ITEM_NOT_FOUND)
-        return item, 200
+        return conditional.tagged(item)
 
     @fresh_jwt_required
     def post(self, name):
         name = arguments.item_name(name)
         data = parse_item_for_caller()
+        if conditional.has_write_preconditions():
+            ItemModel.lock(ItemModel.name == name)
+            conditional.check_write(ItemModel.json_by_name(name))
         # No look-before: the unique constraint answers "name taken" (409).
-        return insert_item(name, data), 201
+        return conditional.tagged(insert_item(name, data), 201)
 
     @jwt_required()
     def put(self, name):
@@ -124,16 +140,19 @@ class Item(Resource):
         # Look, check, then write only where we looked: a concurrent PUT that
         # moves, deletes or creates the item makes us look again.
         for _ in range(3):
+            lock_if_conditional(name)
             placement = StoreModel.item_with_owner(name)
             if placement is not None:
                 require_owner(placement.owner_id)  # of the store it is in now
+                conditional.check_write(item_json(placement))
                 item = update_item(placement, data)
                 if item is not None:
-                    return item, 200
+                    return conditional.tagged(item)
                 continue
+            conditional.check_write(None)
             require_fresh_token()  # this PUT creates the item
             try:
-                return insert_item(name, data), 201
+                return conditional.tagged(insert_item(name, data), 201)
             except ApiError as e:
                 if e.status != 409:
                     raise
@@ -142,10 +161,14 @@ class Item(Resource):
 
     @jwt_required()
     def delete(self, name):
-        placement = StoreModel.item_with_owner(arguments.item_name(name))
+        name = arguments.item_name(name)
+        lock_if_conditional(name)
+        placement = StoreModel.item_with_owner(name)
         if placement is None:
+            conditional.check_write(None)  # If-Match on nothing: 412, not 404
             raise not_found(ITEM_NOT_FOUND)
         require_owner(placement.owner_id)
+        conditional.check_write(item_json(placement))
         if not ItemModel.delete_by_id(placement.id):
             # A concurrent request deleted it first: its answer and its event stand.
             db.session.rollback()
@@ -160,10 +183,12 @@ class ItemList(Resource):
     @jwt_required(optional=True)
     def get(self):
         args = list_parser.parse_args()
-        page, per_page = args["page"], args["per_page"]
-        where = [] if args["store_id"] is None else [ItemModel.store_id == args["store_id"]]
+        if None not in (args["min_price"], args["max_price"]) and args["min_price"] > args["max_price"]:
+            raise validation_error({"min_price": "Must not be greater than max_price."})
+        page, per_page, sort = args["page"], args["per_page"], args["sort"]
+        where = ItemModel.filters(args["q"], args["min_price"], args["max_price"], args["store_id"])
         if get_jwt():
-            items, total = ItemModel.page(page, per_page, *where)
+            items, total = ItemModel.page(page, per_page, where, sort)
             return arguments.paged("items", items, page, per_page, total)
-        names, total = ItemModel.page(page, per_page, *where, names_only=True)
+        names, total = ItemModel.page(page, per_page, where, sort, names_only=True)
         return arguments.paged("items", names, page, per_page, total, message="More data available if you log in.")

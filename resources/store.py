@@ -2,13 +2,17 @@
 
 Anyone may read. Any user may create a store and becomes its owner; only the
 owner or an admin may delete it.
+
+One store's answers carry its ETag, and its writes honour If-Match and
+If-None-Match, as an item's do (resources/item.py). The list takes the
+filters and sorts of StoreModel.filters and StoreModel.SORTS.
 """
 
 from flask import current_app
 from flask_jwt_extended import jwt_required
 from flask_restful import Resource
 
-from core import arguments
+from core import arguments, conditional
 from core.errors import ApiError, conflict, not_found
 from core.permissions import current_user_id, current_user_is_admin, require_owner
 from db import db
@@ -18,6 +22,9 @@ from models.user import UserModel
 from webhooks import outbox
 
 STORE_NOT_FOUND = "Store not found."
+
+list_parser = arguments.list_parser(StoreModel.SORTS)
+list_parser.add_argument("owner_id", type=arguments.query_int(1, arguments.MAX_ID), location="args", help="{error_msg}")
 
 
 def embedded_items():
@@ -33,16 +40,24 @@ def check_store_quota(user_id):
         raise ApiError(403, "quota_exceeded", f"A user may own at most {limit} stores.")
 
 
+def check_store_write(name):
+    """A conditional write locks the store's row, then checks its current body."""
+    if conditional.has_write_preconditions():
+        StoreModel.lock(StoreModel.name == name)
+        conditional.check_write(StoreModel.json_by_name(name, embedded_items()))
+
+
 class Store(Resource):
     def get(self, name):
         store = StoreModel.json_by_name(arguments.path_name(name), embedded_items())
         if store is None:
             raise not_found(STORE_NOT_FOUND)
-        return store, 200
+        return conditional.tagged(store)
 
     @jwt_required()
     def post(self, name):
         name = arguments.path_name(name)
+        check_store_write(name)
         name_taken = conflict(f"A store with name '{name}' already exists.")
         if StoreModel.find_by_name(name):
             raise name_taken
@@ -53,14 +68,17 @@ class Store(Resource):
         db.session.add(store)
         outbox.record("store.created", lambda: store_json(store, [], 0))
         commit_or_raise(name_taken)
-        return store_json(store, [], 0), 201
+        return conditional.tagged(store_json(store, [], 0), 201)
 
     @jwt_required()
     def delete(self, name):
-        store = StoreModel.find_by_name(arguments.path_name(name))
+        name = arguments.path_name(name)
+        store = StoreModel.find_by_name(name)
         if store is None:
+            conditional.check_write(None)  # If-Match on nothing: 412, not 404
             raise not_found(STORE_NOT_FOUND)
         require_owner(store.owner_id)
+        check_store_write(name)
         holds_items = conflict("The store still holds items; delete them first.")
         if store.has_items():
             raise holds_items
@@ -76,6 +94,8 @@ class Store(Resource):
 
 class StoreList(Resource):
     def get(self):
-        page, per_page = arguments.paging()
-        stores, total = StoreModel.page(page, per_page, embedded_items())
+        args = list_parser.parse_args()
+        page, per_page = args["page"], args["per_page"]
+        where = StoreModel.filters(args["q"], args["owner_id"])
+        stores, total = StoreModel.page(page, per_page, embedded_items(), where, args["sort"])
         return arguments.paged("stores", stores, page, per_page, total)

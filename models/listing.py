@@ -1,0 +1,38 @@
+"""What the item and store lists share: the name filter (`q`) and the name
+order, each the same on SQLite and PostgreSQL.
+
+- `name_contains`: a case-insensitive substring match in which `%`, `_` and
+  `\\` are plain characters. PostgreSQL folds case with `lower()` (served by
+  the trigram indexes on `lower(name)` the migrations create); SQLite's
+  `lower()` folds only ASCII, so there it is Python's `str.lower`, registered
+  on each connection as `unicode_lower` (app.sqlite_pragmas).
+- `code_point_order`: names sorted by Unicode code point. SQLite's default
+  (BINARY) collation already compares UTF-8 bytes, which is code point order;
+  PostgreSQL needs `COLLATE "C"` (and an index with that collation).
+"""
+
+from sqlalchemy import func
+
+from db import db
+
+LIKE_ESCAPE = "\\"
+
+
+def is_postgresql():
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def literal_pattern(text):
+    """`text` as a LIKE pattern matching it anywhere, its wildcards escaped."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(special, LIKE_ESCAPE + special)
+    return f"%{text}%"
+
+
+def name_contains(column, q):
+    lower = func.lower if is_postgresql() else func.unicode_lower
+    return lower(column).like(literal_pattern(q.lower()), escape=LIKE_ESCAPE)
+
+
+def code_point_order(column):
+    return column.collate("C") if is_postgresql() else column
