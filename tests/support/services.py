@@ -79,7 +79,10 @@ def scratch_database(name):
     try:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+            # A linguistic collation, as Heroku's databases have (en_US.UTF-8),
+            # not this server's C.UTF-8: code point order must be asked for.
+            locale = "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}" {locale}'))
     except sqlalchemy.exc.OperationalError as e:
         unavailable(f"PostgreSQL is not reachable at {admin_url}: {e.orig}")
     finally:
