@@ -98,6 +98,41 @@ def test_concurrent_puts_of_one_new_item(postgres_server):
     assert [item["name"] for item in items].count("gadget") == 1
 
 
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory):
+    with LiveServer(f"sqlite:///{tmp_path_factory.mktemp('races') / 'races.db'}", processes=4) as server:
+        yield server
+
+
+@pytest.mark.parametrize("backend", ["sqlite_server", "postgres_server"])
+def test_of_writers_sending_one_if_match_exactly_one_wins(request, backend):
+    """Twelve PUTs and DELETEs holding the item's current tag, released at
+    once across 4 worker processes: one succeeds, every other one is 412, and
+    the item is what the winner wrote."""
+    url = request.getfixturevalue(backend).url
+    headers, store_id = user_with_store(url, f"etag-racer-{backend}")
+    for round_ in range(3):
+        name = f"contested-{round_}"
+        created = requests.put(f"{url}/item/{name}", headers=headers, json={"price": 1, "store_id": store_id})
+        held = {**headers, "If-Match": created.headers["ETag"]}
+
+        def write(i):
+            if i == 11:
+                return requests.delete(f"{url}/item/{name}", headers=held)
+            return requests.put(f"{url}/item/{name}", headers=held, json={"price": 10 + i, "store_id": store_id})
+
+        answers = simultaneously(12, write)
+        statuses = [r.status_code for r in answers]
+        assert sorted(statuses) == [200] + [412] * 11, statuses
+        assert all(r.json()["error"] == "precondition_failed" for r in answers if r.status_code == 412)
+        winner = statuses.index(200)
+        now = requests.get(f"{url}/item/{name}", headers=headers)
+        if winner == 11:
+            assert now.status_code == 404
+        else:
+            assert now.json()["price"] == 10 + winner and now.headers["ETag"] == answers[winner].headers["ETag"]
+
+
 # --- Outages -------------------------------------------------------------------
 
 
