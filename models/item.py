@@ -21,8 +21,9 @@ class ItemModel(db.Model):
         # A store's first items by id (store answers embed them, with a LIMIT).
         db.Index("ix_items_store_id_id", "store_id", "id"),
         # The price filters and both price sorts (ties by id ascending). On
-        # PostgreSQL the migrations add what only it has: a trigram index for
-        # `q` and a `COLLATE "C"` index for the name sorts (models/listing.py).
+        # PostgreSQL migration 0006 adds what only it has: `name_lower` with a
+        # trigram index for `q`, and a `COLLATE "C"` index for the name sorts
+        # (models/listing.py).
         db.Index("ix_items_price_id", "price", "id"),
         db.Index("ix_items_price_desc_id", db.text("price DESC"), "id"),
         {"sqlite_autoincrement": True},
@@ -87,7 +88,7 @@ class ItemModel(db.Model):
         """The WHERE clauses of GET /items' filters (those given)."""
         where = []
         if q is not None:
-            where.append(name_contains(cls.name, q))
+            where.append(name_contains(cls, q))
         if min_price is not None:
             where.append(cls.price >= min_price)
         if max_price is not None:

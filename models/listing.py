@@ -2,16 +2,18 @@
 order, each the same on SQLite and PostgreSQL.
 
 - `name_contains`: a case-insensitive substring match in which `%`, `_` and
-  `\\` are plain characters. PostgreSQL folds case with `lower()` (served by
-  the trigram indexes on `lower(name)` the migrations create); SQLite's
-  `lower()` folds only ASCII, so there it is Python's `str.lower`, registered
-  on each connection as `unicode_lower` (app.sqlite_pragmas).
+  `\\` are plain characters. On PostgreSQL it reads `name_lower`, a column
+  the database itself keeps equal to `lower(name)` (migration 0006: folding
+  case under a linguistic collation costs more than the scan), with a
+  trigram index; SQLite's `lower()` folds only ASCII, so there it is Python's
+  `str.lower`, registered on each connection as `unicode_lower`
+  (app.sqlite_pragmas).
 - `code_point_order`: names sorted by Unicode code point. SQLite's default
   (BINARY) collation already compares UTF-8 bytes, which is code point order;
   PostgreSQL needs `COLLATE "C"` (and an index with that collation).
 """
 
-from sqlalchemy import func
+from sqlalchemy import func, literal_column
 
 from db import db
 
@@ -29,9 +31,13 @@ def literal_pattern(text):
     return f"%{text}%"
 
 
-def name_contains(column, q):
-    lower = func.lower if is_postgresql() else func.unicode_lower
-    return lower(column).like(literal_pattern(q.lower()), escape=LIKE_ESCAPE)
+def name_contains(model, q):
+    """`model`'s name contains `q`, ignoring case."""
+    if is_postgresql():
+        folded = literal_column(f"{model.__tablename__}.name_lower")
+    else:
+        folded = func.unicode_lower(model.name)
+    return folded.like(literal_pattern(q.lower()), escape=LIKE_ESCAPE)
 
 
 def code_point_order(column):

@@ -92,7 +92,7 @@ class StoreModel(db.Model):
         """The WHERE clauses of GET /stores' filters (those given)."""
         where = []
         if q is not None:
-            where.append(name_contains(cls.name, q))
+            where.append(name_contains(cls, q))
         if owner_id is not None:
             where.append(cls.owner_id == owner_id)
         return where

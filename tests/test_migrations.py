@@ -124,3 +124,29 @@ def test_migration_0005_keeps_applied_pushes_and_refuses_a_second_claim(empty_da
         db.session.remove()
         upgrade()
     dispose(app)
+
+
+def test_migration_0006_folds_names_of_rows_already_there_and_of_rows_loaded_later(empty_database):
+    app = build_app(empty_database)
+    with app.app_context():
+        upgrade(revision="0005")
+        conn = db.session.connection()
+        conn.execute(sqlalchemy.text("INSERT INTO stores (name) VALUES ('Café Central')"))
+        db.session.commit()
+        db.session.remove()
+        upgrade()
+        conn = db.session.connection()
+        conn.execute(sqlalchemy.text("INSERT INTO items (name, price, store_id) VALUES ('CHAIR', 1.5, 1)"))
+        db.session.commit()
+        client = app.test_client()
+        assert [s["name"] for s in client.get("/stores?q=CAFÉ").get_json()["stores"]] == ["Café Central"]
+        assert client.get("/items?q=chair").get_json()["items"] == ["CHAIR"]
+        indexes = {index["name"] for index in sqlalchemy.inspect(db.engine).get_indexes("items")}
+        assert {"ix_items_price_id", "ix_items_price_desc_id"} <= indexes
+        db.session.remove()
+        downgrade(revision="0005")
+        inspector = sqlalchemy.inspect(db.engine)
+        assert "name_lower" not in {c["name"] for c in inspector.get_columns("items")}
+        assert "ix_items_price_id" not in {i["name"] for i in inspector.get_indexes("items")}
+        upgrade()
+    dispose(app)

@@ -116,7 +116,7 @@ def test_of_writers_sending_one_if_match_exactly_one_wins(request, backend):
         created = requests.put(f"{url}/item/{name}", headers=headers, json={"price": 1, "store_id": store_id})
         held = {**headers, "If-Match": created.headers["ETag"]}
 
-        def write(i):
+        def write(i, name=name, held=held):
             if i == 11:
                 return requests.delete(f"{url}/item/{name}", headers=held)
             return requests.put(f"{url}/item/{name}", headers=held, json={"price": 10 + i, "store_id": store_id})
