@@ -11,7 +11,7 @@ from urllib.parse import quote
 from sqlalchemy import Row, bindparam, delete, func, select, update
 
 from db import db
-from models.listing import code_point_order, name_contains
+from models.listing import code_point_order, name_contains, sorted_after_matching
 
 
 class ItemModel(db.Model):
@@ -98,23 +98,27 @@ class ItemModel(db.Model):
         return where
 
     @classmethod
-    def ordering(cls, sort):
+    def ordering(cls, sort, filtered_by_name=False):
         """ORDER BY for GET /items' `sort` (one of SORTS): ties by id ascending.
         Names are unique, so a name sort needs no tie-breaker, and leaving it out
-        lets PostgreSQL walk the name index either way."""
-        column = {"id": cls.id, "name": code_point_order(cls.name), "price": cls.price}[sort.lstrip("-")]
-        order = [column.desc() if sort.startswith("-") else column.asc()]
+        lets PostgreSQL walk the name index either way. With `q`, sorted after
+        matching (models/listing.py)."""
+        key = {"id": cls.id, "name": code_point_order(cls.name), "price": cls.price}[sort.lstrip("-")]
+        if filtered_by_name:
+            key = sorted_after_matching(key)
+        order = [key.desc() if sort.startswith("-") else key.asc()]
         return order + [cls.id.asc()] if sort.lstrip("-") == "price" else order
 
     @classmethod
-    def page(cls, page, per_page, where=(), sort="id", names_only=False):
-        """One page of the items matching `where` (dicts, or just names), sorted,
-        and their total: two statements; a page past the end costs only the count."""
+    def page(cls, page, per_page, where=(), order_by=(), names_only=False):
+        """One page of the items matching `where` (dicts, or just names) in
+        `order_by` (default: by id), and their total: two statements; a page
+        past the end costs only the count."""
         total = cls.count(*where)
         offset = (page - 1) * per_page
         if offset >= total:
             return [], total
-        order_by = cls.ordering(sort)
+        order_by = order_by or [cls.id]
         if names_only:
             query = select(cls.name).where(*where).order_by(*order_by).limit(per_page).offset(offset)
             return list(db.session.connection().execute(query).scalars()), total

@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select, true, update
 
 from db import db
 from models.item import ITEM_COLUMNS, ItemModel, item_json
-from models.listing import code_point_order, name_contains
+from models.listing import code_point_order, name_contains, sorted_after_matching
 
 
 class StoreModel(db.Model):
@@ -98,16 +98,18 @@ class StoreModel(db.Model):
         return where
 
     @classmethod
-    def ordering(cls, sort):
+    def ordering(cls, sort, filtered_by_name=False):
         """ORDER BY for GET /stores' `sort` (one of SORTS; names are unique:
-        no tie-breaker needed)."""
-        column = cls.id if sort.lstrip("-") == "id" else code_point_order(cls.name)
-        return column.desc() if sort.startswith("-") else column.asc()
+        no tie-breaker needed). With `q`, sorted after matching (models/listing.py)."""
+        key = cls.id if sort.lstrip("-") == "id" else code_point_order(cls.name)
+        if filtered_by_name:
+            key = sorted_after_matching(key)
+        return key.desc() if sort.startswith("-") else key.asc()
 
     @classmethod
-    def page(cls, page, per_page, embedded, where=(), sort="id"):
-        """One page of the stores matching `where`, sorted, each with its first
-        `embedded` items, and their total.
+    def page(cls, page, per_page, embedded, where=(), order_by=None):
+        """One page of the stores matching `where` in `order_by` (default: by
+        id), each with its first `embedded` items, and their total.
 
         Three statements whatever the data: the count, the stores (with their
         item counts), and the embedded items of all of them at once. A page
@@ -117,7 +119,8 @@ class StoreModel(db.Model):
         offset = (page - 1) * per_page
         if offset >= total:
             return [], total
-        query = select(*STORE_COLUMNS, items_total_of(cls.id)).where(*where).order_by(cls.ordering(sort))
+        order_by = cls.id if order_by is None else order_by
+        query = select(*STORE_COLUMNS, items_total_of(cls.id)).where(*where).order_by(order_by)
         stores = db.session.connection().execute(query.limit(per_page).offset(offset)).all()
         items_by_store = {store.id: [] for store in stores}
         in_page = ItemModel.store_id.in_(items_by_store)

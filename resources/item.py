@@ -185,10 +185,11 @@ class ItemList(Resource):
         args = list_parser.parse_args()
         if None not in (args["min_price"], args["max_price"]) and args["min_price"] > args["max_price"]:
             raise validation_error({"min_price": "Must not be greater than max_price."})
-        page, per_page, sort = args["page"], args["per_page"], args["sort"]
+        page, per_page = args["page"], args["per_page"]
         where = ItemModel.filters(args["q"], args["min_price"], args["max_price"], args["store_id"])
+        order_by = ItemModel.ordering(args["sort"], filtered_by_name=args["q"] is not None)
         if get_jwt():
-            items, total = ItemModel.page(page, per_page, where, sort)
+            items, total = ItemModel.page(page, per_page, where, order_by)
             return arguments.paged("items", items, page, per_page, total)
-        names, total = ItemModel.page(page, per_page, where, sort, names_only=True)
+        names, total = ItemModel.page(page, per_page, where, order_by, names_only=True)
         return arguments.paged("items", names, page, per_page, total, message="More data available if you log in.")

@@ -97,5 +97,6 @@ class StoreList(Resource):
         args = list_parser.parse_args()
         page, per_page = args["page"], args["per_page"]
         where = StoreModel.filters(args["q"], args["owner_id"])
-        stores, total = StoreModel.page(page, per_page, embedded_items(), where, args["sort"])
+        order_by = StoreModel.ordering(args["sort"], filtered_by_name=args["q"] is not None)
+        stores, total = StoreModel.page(page, per_page, embedded_items(), where, order_by)
         return arguments.paged("stores", stores, page, per_page, total)

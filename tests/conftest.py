@@ -44,6 +44,22 @@ def pytest_collection_finish(session):
     gc.set_threshold(20_000, 50, 100)
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test marked `postgresql_only` is about PostgreSQL itself (its plans,
+    its round trips): its SQLite variant is deselected, not skipped, since
+    there is nothing to run."""
+    sqlite_variants = [
+        item
+        for item in items
+        if item.get_closest_marker("postgresql_only")
+        and getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("database_url") == "sqlite"
+    ]
+    if sqlite_variants:
+        config.hook.pytest_deselected(items=sqlite_variants)
+        items[:] = [item for item in items if item not in sqlite_variants]
+
+
 def pytest_sessionfinish(session, exitstatus):
     dispose_engines()
     services.drop_scratch_databases()
