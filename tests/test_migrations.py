@@ -1,6 +1,8 @@
 """The migrations upgrade a database that already holds data, on SQLite and
 PostgreSQL: rows kept, new columns filled, constraints and indexes intact."""
 
+import secrets
+
 import pytest
 import sqlalchemy
 from flask_migrate import downgrade, upgrade
@@ -73,7 +75,7 @@ def test_migration_0003_round_trip_keeps_autoincrement(tmp_path):
         {
             "APP_ENV": "testing",
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
-            "JWT_SECRET_KEY": "x" * 64,
+            "JWT_SECRET_KEY": secrets.token_hex(32),
             "IMAGE_STORAGE": f"file://{tmp_path / 'images'}",
         }
     )

@@ -13,6 +13,7 @@ SIGTERM's graceful stop is tests/live/test_graceful_stop.py's subject.
 """
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -48,7 +49,7 @@ def dev_env(tmp_path):
         WEBHOOK_QUEUE_PATH=str(tmp_path / "webhooks-queue.db"),
         IMAGE_STORAGE=f"file://{tmp_path / 'images'}",
         RUNTIME_DIR=str(tmp_path),
-        JWT_SECRET_KEY="make-run-test-secret-key-32-bytes-long",
+        JWT_SECRET_KEY=secrets.token_hex(32),
         APP_ENV="development",
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     )

@@ -12,6 +12,7 @@ short; 30 was measured too, see docs/webhooks.md, "Measured").
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from tests.support.webhook_receiver import Receiver
 pytestmark = pytest.mark.live
 
 OUTAGE_SECONDS = float(os.environ.get("WEBHOOK_TEST_OUTAGE_SECONDS", 15))
-JWT_SECRET = "webhook-test-secret-key-" + "x" * 40
+JWT_SECRET = secrets.token_hex(32)
 
 
 class Stack:

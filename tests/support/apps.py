@@ -1,12 +1,18 @@
 """Apps for the in-process tests: built by `create_app` in the testing
 configuration on a given database, emptied between tests, and disposed of."""
 
+import secrets
+
 import sqlalchemy
 
 from app import create_app
 from config import database_url as sqlalchemy_url
 from db import db
 from tests.support import services
+
+# One signing key per test run, shared by every app (and server) it builds:
+# apps on one database must read each other's tokens.
+JWT_SECRET = secrets.token_hex(32)
 
 TABLES = (
     "webhook_deliveries",
@@ -49,7 +55,7 @@ def build_app(database_url, **settings):
         {
             "APP_ENV": "testing",
             "SQLALCHEMY_DATABASE_URI": database_url,
-            "JWT_SECRET_KEY": "test-secret-key-" + "x" * 48,
+            "JWT_SECRET_KEY": JWT_SECRET,
             "REDIS_URL": None,
             "REDIS_KEY_PREFIX": services.REDIS_KEY_PREFIX,
             **settings,

@@ -11,6 +11,7 @@ the checkout's `instance/`.
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +24,10 @@ from pathlib import Path
 import requests
 
 from tests.support import services
+
+# One signing key per test run, shared by every app (and server) it builds:
+# apps on one database must read each other's tokens.
+JWT_SECRET = secrets.token_hex(32)
 
 ROOT = Path(__file__).resolve().parents[2]
 UWSGI = Path(sys.executable).parent / "uwsgi"
@@ -67,7 +72,7 @@ class LiveServer:
             "APP_ENV": "development",
             "PORT": str(self.port),
             "DATABASE_URL": database_url,
-            "JWT_SECRET_KEY": "live-test-secret-key-long-enough-32bytes",
+            "JWT_SECRET_KEY": JWT_SECRET,
             "ARGON2_TIME_COST": "1",
             "ARGON2_MEMORY_COST": "64",
             "LOGIN_RATE_LIMIT": "100000 per minute",
