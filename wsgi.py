@@ -31,6 +31,13 @@ body the route takes plus one chunk, and hands the app an ordinary body with
 a Content-Length, so the app's own rules (413 above the limit, 400 for bad
 JSON, 415 for other types) apply unchanged.
 
+4. Answers that may carry no body (204, 304) end their connection. uWSGI's
+HTTP router keeps a connection alive by sending an answer without a length
+chunked (uwsgi.ini's `http-auto-chunked`), whatever its status: a 304 or 204
+would be followed by a `0` chunk, which the client reads as the start of its
+next answer. With `Connection: close` the router sends the answer as it is
+and closes; the client's next request opens a new connection.
+
 Outside uWSGI (`flask run`, the test client) there is no `uwsgi` module and
 the app is served as is.
 """
@@ -170,6 +177,20 @@ def read_chunked_body(limit, deadline):
     return bytes(body)
 
 
+BODYLESS_STATUSES = ("204", "304")
+
+
+def closing_bodyless_answers(start_response):
+    """start_response, adding `Connection: close` to a 204 or 304 (see 4. above)."""
+
+    def start(status, headers, exc_info=None):
+        if status[:3] in BODYLESS_STATUSES:
+            headers = [*headers, ("Connection", "close")]
+        return start_response(status, headers, exc_info)
+
+    return start
+
+
 def application(environ, start_response):
     if environ.pop("STORES_API_PATH_INFO_ENCODED", None) == "1":
         # WSGI strings are bytes decoded as latin-1 (PEP 3333); Werkzeug turns
@@ -178,6 +199,7 @@ def application(environ, start_response):
         environ["PATH_INFO"] = unquote_to_bytes(environ.get("PATH_INFO", "")).decode("latin-1")
     if uwsgi is None:
         return app(environ, start_response)
+    start_response = closing_bodyless_answers(start_response)
     try:
         if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and not environ.get("CONTENT_LENGTH"):
             limit = body_limit(environ)

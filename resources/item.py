@@ -149,8 +149,8 @@ class Item(Resource):
                 if item is not None:
                     return conditional.tagged(item)
                 continue
-            conditional.check_write(None)
             require_fresh_token()  # this PUT creates the item
+            conditional.check_write(None)
             try:
                 return conditional.tagged(insert_item(name, data), 201)
             except ApiError as e:

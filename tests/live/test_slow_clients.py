@@ -223,6 +223,51 @@ def test_one_connection_serves_many_requests(server):
     conn.close()
 
 
+def after_a_bodyless_answer(port, request):
+    """Send `request` on a new connection, read its answer's header block, then
+    ask GET /health on the same connection: what came after the header block."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(request)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += conn.recv(65536)
+        head, after = received.split(b"\r\n\r\n", 1)
+        try:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            while chunk := conn.recv(65536):
+                after += chunk
+                if b"\r\n\r\n" in after:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed the connection: the client opens another
+    return head, after
+
+
+def test_answers_without_a_body_leave_the_next_request_whole(server):
+    """A 304 (an item's ETag sent back) and a 204 (OPTIONS) on a kept-alive
+    connection: nothing follows their header block but the next answer
+    (clients that ignore Transfer-Encoding on a 304, as Node's do, would read
+    a stray `0` chunk as the start of it), or the server closes the connection."""
+    credentials = {"username": "poller", "password": "poller-password"}
+    requests.post(f"{server.url}/register", json=credentials)
+    token = requests.post(f"{server.url}/login", json=credentials).json()["access_token"]
+    auth = f"Authorization: Bearer {token}\r\n"
+    store_id = requests.post(f"{server.url}/store/polled", headers={"Authorization": f"Bearer {token}"}).json()["id"]
+    tag = requests.post(
+        f"{server.url}/item/polled-chair",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"price": 1, "store_id": store_id},
+    ).headers["ETag"]
+    for request, status in [
+        (f"GET /item/polled-chair HTTP/1.1\r\nHost: x\r\n{auth}If-None-Match: {tag}\r\n\r\n", b"304"),
+        ("GET /store/polled HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n", b"304"),
+        ("OPTIONS /store/polled HTTP/1.1\r\nHost: x\r\n\r\n", b"204"),
+    ]:
+        head, after = after_a_bodyless_answer(server.port, request.encode())
+        assert head.split(b" ")[1] == status, head
+        assert after == b"" or after.startswith(b"HTTP/1.1 200"), (head, after[:40])
+
+
 def test_keep_alive_clients_never_get_each_others_answers(server):
     """8 clients, each on its own kept-alive connection, each asking for its
     own store 40 times at once with the others: every answer is its own, and

@@ -211,11 +211,15 @@ def test_image_writes_answer_with_the_items_new_tag_and_honour_if_match(client, 
     assert response.headers["ETag"] == etag(client, "/item/chair", owner["headers"])
 
 
-def test_preconditions_do_not_bypass_who_may_write(client, users, item):
+def test_who_may_write_is_asked_before_the_precondition(client, users, owner, store, item):
     stranger = users.create("stranger")
     headers = {**stranger["headers"], "If-Match": item.headers["ETag"]}
     envelope(client.put("/item/chair", headers=headers, json={"price": 0, "store_id": 1}), 403, "forbidden")
     envelope(client.delete("/item/chair", headers=headers), 403, "forbidden")
+    # A PUT that would create needs a fresh token before anything else.
+    stale = {**users.refreshed_headers(owner), "If-Match": '"any"'}
+    response = client.put("/item/new", headers=stale, json={"price": 1, "store_id": store["id"]})
+    envelope(response, 401, "fresh_token_required")
 
 
 # --- Atomic: the check and the write are one step -------------------------------
