@@ -68,14 +68,16 @@ fuzz: install-dev
 		$(BIN)/python -m pytest tests/fuzz -s
 
 # Not part of `make test`: wrk against the real server and a bare Flask app, then the
-# mixed run (readers beside a hostile client, through Nginx and straight to uWSGI);
-# both write bench/RESULTS.md.
+# mixed run (readers beside a hostile client, through Nginx and straight to uWSGI),
+# then the filtered lists at 200,000 items on PostgreSQL; each writes its section
+# of bench/RESULTS.md.
 bench: install-dev tools
 	bench/install-wrk.sh
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/front.py
 	$(BIN)/python bench/image_bench.py
 	$(BIN)/python bench/mixed.py
+	$(BIN)/python bench/filters.py
 
 # Not part of `make test` either: the API with and without one subscribed webhook
 # endpoint; writes the "Webhooks" section of bench/RESULTS.md.
