@@ -15,10 +15,18 @@ Each scenario runs for BENCH_MIXED_SECONDS (default 15) and is one of:
 - slow bodies: SLOW_BODY_CLIENTS connections from 127.0.0.202 that each send
   a POST /login's headers whole, then its body a byte every 3.5 s, and
   reconnect when the server lets them go;
-- image bombs: UPLOADERS threads of the store's owner (127.0.0.203) PUT
+- image bombs: UPLOADERS threads of the store's owner (127.0.0.203; .204 for the next) PUT
   image bombs (tests/support/image_samples.py: tiny files that would decode
   to hundreds of MB or take seconds of CPU) one after the other, with the
-  per-user upload limit lifted so that what is measured is their decoding.
+  per-user upload limit lifted so that what is measured is their decoding;
+- costly uploads: the same, with the small files that images/decoding.py
+  accepts and that cost the most to process (bench/image_bombs.py: each
+  just under its decode budget or scan limit, 0.2-0.5 s of CPU and up to
+  ~180 MB in a worker), the worst an attacker can make a worker do.
+For each scenario the uWSGI processes' peak resident memory is read
+(VmHWM, reset through /proc/<pid>/clear_refs when the scenario starts), with
+the workers uWSGI replaced meanwhile (reload-on-rss) and, for uploads, their
+latency.
 The hostile client starts HOSTILE_HEAD_START seconds before the readers, so
 they measure the attack's steady state, not its first burst.
 
@@ -40,12 +48,16 @@ file is bench/run.py's). Only 127.0.0.1 is ever contacted; every count and
 duration is bounded.
 
 Usage: `.venv/bin/python bench/mixed.py` (`make bench` runs it after run.py).
+`.venv/bin/python bench/mixed.py "image bombs"` runs the quiet run and the
+scenarios named, prints their table and leaves bench/RESULTS.md alone.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import secrets
+import shlex
 import socket
 import ssl
 import subprocess
@@ -91,6 +103,8 @@ class Outcome:
     latencies: list[float]
     errors: int
     hostile: str
+    peak_mb: int = 0
+    recycled: int = 0
 
     def pct(self, q):
         data = sorted(self.latencies)
@@ -145,24 +159,83 @@ BOMBS = [
     image_samples.transparent_palette_png_bomb(),
     image_samples.progressive_jpeg_bomb(),
 ]
+# Small files that are accepted, and cost the most (bench/image_bombs.py).
+COSTLY = [
+    image_samples.progressive_jpeg_bomb(scans=32),  # 2 KB, 32 scans (the limit) of 6320 x 6320, stored at 1/2
+    image_samples.transparent_palette_png_bomb(3200, 3200),  # 10 KB, RGBA at the budget
+    image_samples.encode(image_samples.gradient((5000, 5000)), "PNG"),  # 86 KB, RGB at the budget
+]
+UPLOADS = {"image bombs": BOMBS, "costly uploads": COSTLY}
+# Each upload scenario from its own address: Nginx's per-address request rate
+# (deploy/nginx.conf) answers one scenario's flood with 429s, and would refuse
+# the next scenario's logins from the same address.
+UPLOAD_ADDRESSES = {"image bombs": "127.0.0.203", "costly uploads": "127.0.0.204"}
+# Extra uWSGI flags for every server (after the ini, so they override it), as bench/run.py takes them.
+UWSGI_ARGS = shlex.split(os.environ.get("BENCH_UWSGI_ARGS", ""))
 
 
-def uploader(number, url, verify, stop, counts, lock):
-    """The owner uploading bombs onto item mixed-<number>, back to back."""
-    http = session_from("127.0.0.203", verify)
+def uploader(number, scenario, url, verify, stop, counts, lock, upload_times):
+    """The owner uploading the scenario's files onto item mixed-<number>, back to back."""
+    files = UPLOADS[scenario]
+    http = session_from(UPLOAD_ADDRESSES[scenario], verify)
     token = http.post(f"{url}/login", json=OWNER, timeout=30).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     n = 0
     while not stop.is_set():
+        started = time.monotonic()
         try:
-            bomb = {"image": ("bomb", BOMBS[n % len(BOMBS)])}
+            bomb = {"image": ("bomb", files[n % len(files)])}
             answer = http.put(f"{url}/item/mixed-{number}/image", files=bomb, headers=headers, timeout=60)
             status = answer.status_code
         except requests.RequestException:
             status = "error"
         with lock:
             counts[status] = counts.get(status, 0) + 1
+            upload_times.append(time.monotonic() - started)
         n += 1
+
+
+def upload_attack(scenario, url, verify, stop, results):
+    """The UPLOADERS threads, in a process of their own (the readers are
+    threads: in their process, the uploaders' multipart encoding would hold
+    the GIL the readers' timing needs). Puts (counts, upload times) on
+    `results` once `stop` is set."""
+    done, counts, lock, upload_times = threading.Event(), {}, threading.Lock(), []
+    threads = [
+        threading.Thread(target=uploader, args=(n, scenario, url, verify, done, counts, lock, upload_times))
+        for n in range(UPLOADERS)
+    ]
+    for t in threads:
+        t.start()
+    stop.wait()
+    done.set()
+    for t in threads:
+        t.join(60)
+    results.put((counts, upload_times))
+
+
+def uwsgi_processes(master):
+    """The master's children (workers, mule, router): pid -> VmHWM in MB."""
+    peaks = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry.name}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields.get("PPid", "0")) == master and "VmHWM" in fields:
+            peaks[int(entry.name)] = int(fields["VmHWM"].split()[0]) // 1024
+    return peaks
+
+
+def reset_peaks(pids):
+    for pid in pids:
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+        except OSError:
+            pass
 
 
 SLOW_OPENINGS = {
@@ -208,24 +281,27 @@ def slow_clients(kind, host_port, use_tls, cafile, stop, opened):
     opened.append(len(conns))
 
 
-def run_scenario(way, scenario, url, verify, slow_target=None, use_tls=False, cafile=None):
+def run_scenario(way, scenario, url, verify, master, slow_target=None, use_tls=False, cafile=None):
     stop = threading.Event()
     latencies, errors = [], []
-    counts, lock, opened = {}, threading.Lock(), []
-    hostile = []
+    counts, lock, opened, upload_times = {}, threading.Lock(), [], []
+    before = uwsgi_processes(master)
+    reset_peaks(before)
+    hostile, attack = [], None
     if scenario == "registration flood":
         hostile = [threading.Thread(target=flooder, args=(url, verify, stop, counts, lock)) for _ in range(FLOODERS)]
-    elif scenario == "image bombs":
-        hostile = [
-            threading.Thread(target=uploader, args=(n, url, verify, stop, counts, lock)) for n in range(UPLOADERS)
-        ]
+    elif scenario in UPLOADS:
+        forked = multiprocessing.get_context("fork")
+        attack_stop, attack_results = forked.Event(), forked.Queue()
+        attack = forked.Process(target=upload_attack, args=(scenario, url, verify, attack_stop, attack_results))
+        attack.start()
     elif scenario in SLOW_OPENINGS:
         hostile = [threading.Thread(target=slow_clients, args=(scenario, slow_target, use_tls, cafile, stop, opened))]
     for t in hostile:
         t.start()
     # The readers measure the attack's steady state: they start once the
     # hostile client is under way (its connections open, its burst spent).
-    if hostile:
+    if hostile or attack:
         time.sleep(HOSTILE_HEAD_START)
     readers = [
         threading.Thread(target=reader, args=(url, f"127.0.0.{10 + i}", verify, stop, latencies, errors))
@@ -238,10 +314,20 @@ def run_scenario(way, scenario, url, verify, slow_target=None, use_tls=False, ca
     stop.set()
     for t in threads:
         t.join(60)
-    if scenario in ("registration flood", "image bombs"):
+    if attack is not None:
+        attack_stop.set()
+        counts, upload_times = attack_results.get(timeout=90)
+        attack.join(30)
+    after = uwsgi_processes(master)
+    peak_mb = max(after.values(), default=0)
+    recycled = len(set(before) - set(after))
+    if scenario == "registration flood" or scenario in UPLOADS:
         sent = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str))
-        what = "registrations" if scenario == "registration flood" else "bombs uploaded"
+        what = "registrations" if scenario == "registration flood" else "uploads"
         hostile = f"{sum(counts.values())} {what} ({sent})"
+        if upload_times:
+            times = sorted(upload_times)
+            hostile += f"; upload p50 {times[len(times) // 2] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms"
     elif scenario in SLOW_OPENINGS:
         hostile = (
             f"{opened[0] if opened else 0} slow connections opened, "
@@ -249,10 +335,11 @@ def run_scenario(way, scenario, url, verify, slow_target=None, use_tls=False, ca
         )
     else:
         hostile = "-"
-    outcome = Outcome(way, scenario, latencies, len(errors), hostile)
+    outcome = Outcome(way, scenario, latencies, len(errors), hostile, peak_mb, recycled)
     print(
         f"{way:<28} {scenario:<20} reader requests {len(latencies):>5}  p50 {outcome.pct(0.5):7.1f} ms  "
-        f"p99 {outcome.pct(0.99):7.1f} ms  failed {len(errors)}  | {hostile}",
+        f"p99 {outcome.pct(0.99):7.1f} ms  failed {len(errors)}  peak {peak_mb} MB  recycled {recycled}"
+        f"  | {hostile}",
         flush=True,
     )
     return outcome
@@ -272,8 +359,9 @@ def app_env(db_path):
         WEBHOOK_QUEUE_PATH=f"{db_path}.queue",
         RUNTIME_DIR=str(Path(db_path).parent),
         WEB_CONCURRENCY="2",
-        # The image-bomb scenario measures decoding, not the upload limit.
-        IMAGE_UPLOAD_RATE_LIMIT="1000000 per hour",
+        # The upload scenarios measure decoding, not the upload limit
+        # (BENCH_MIXED_UPLOAD_LIMIT="60 per hour" measures production's).
+        IMAGE_UPLOAD_RATE_LIMIT=os.environ.get("BENCH_MIXED_UPLOAD_LIMIT", "1000000 per hour"),
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     return env
@@ -336,15 +424,17 @@ def stop(proc):
             proc.wait()
 
 
-SCENARIOS = ["quiet", "registration flood", "slow headers", "slow bodies", "image bombs"]
+SCENARIOS = ["quiet", "registration flood", "slow headers", "slow bodies", "image bombs", "costly uploads"]
 
 
-def through_nginx():
+def through_nginx(scenarios):
     env = fresh_database("nginx")
     socket_port = free_port()
     # 4 workers, as docs/deploy-server.md's environment file sets.
     env = {**env, "UWSGI_SOCKET": f"127.0.0.1:{socket_port}", "WEB_CONCURRENCY": str(NGINX_WORKERS)}
-    proc = start_uwsgi(["--ini", "uwsgi.ini:nginx", "--disable-logging"], env, "mixed-uwsgi-nginx.log", None)
+    proc = start_uwsgi(
+        ["--ini", "uwsgi.ini:nginx", "--disable-logging", *UWSGI_ARGS], env, "mixed-uwsgi-nginx.log", None
+    )
     nginx = NginxServer([f"127.0.0.1:{socket_port}"])
     try:
         wait_for_port(socket_port, 30, proc)
@@ -356,22 +446,25 @@ def through_nginx():
             time.sleep(0.1)
         seed(url, verify)
         way = "through Nginx"
-        return [run_scenario(way, s, url, verify, ("127.0.0.1", nginx.https_port), True, verify) for s in SCENARIOS]
+        target = ("127.0.0.1", nginx.https_port)
+        return [run_scenario(way, s, url, verify, proc.pid, target, True, verify) for s in scenarios]
     finally:
         nginx.cleanup()
         stop(proc)
 
 
-def straight_to_uwsgi():
+def straight_to_uwsgi(scenarios):
     env = fresh_database("direct")
     port = free_port()
     env = {**env, "PORT": str(port)}
     url = f"http://127.0.0.1:{port}"
-    proc = start_uwsgi(["--ini", "uwsgi.ini", "--disable-logging"], env, "mixed-uwsgi-direct.log", f"{url}/health")
+    proc = start_uwsgi(
+        ["--ini", "uwsgi.ini", "--disable-logging", *UWSGI_ARGS], env, "mixed-uwsgi-direct.log", f"{url}/health"
+    )
     try:
         seed(url, False)
         way = "straight to uWSGI (Heroku)"
-        return [run_scenario(way, s, url, False, ("127.0.0.1", port)) for s in SCENARIOS]
+        return [run_scenario(way, s, url, False, proc.pid, ("127.0.0.1", port)) for s in scenarios]
     finally:
         stop(proc)
 
@@ -391,12 +484,19 @@ def markdown(outcomes):
         f"every {TRICKLE_EVERY} s, reconnecting when let go. "
         f"Image bombs: {UPLOADERS} threads of the owner uploading the {len(BOMBS)} bombs of "
         "tests/support/image_samples.py back to back (upload limit lifted). "
+        f"Costly uploads: the same with the {len(COSTLY)} small files the API accepts that cost the most "
+        "(a 32-scan progressive JPEG of 6320 x 6320, a palette PNG with transparency and an RGB PNG "
+        "each at the decode budget). "
         f"The hostile client starts {HOSTILE_HEAD_START:.0f} s before the readers (steady state). "
         "Clients and servers share this machine's CPUs. "
-        "Goal: readers' p99 within 2x of the quiet run.",
+        "Peak MB: the largest peak resident memory (VmHWM, reset at the scenario's start) of the "
+        "uWSGI master's children; recycled: workers replaced during the scenario (reload-on-rss = 160). "
+        "Goal: readers' p99 within 2x of the quiet run."
+        + (f" Extra uWSGI flags (BENCH_UWSGI_ARGS): `{shlex.join(UWSGI_ARGS)}`." if UWSGI_ARGS else ""),
         "",
-        "| way in | scenario | reader requests | p50 ms | p99 ms | p99 vs quiet | failed | hostile client |",
-        "|---|---|---|---|---|---|---|---|",
+        "| way in | scenario | reader requests | p50 ms | p99 ms | p99 vs quiet | failed | peak MB | recycled "
+        "| hostile client |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     quiet = {o.way: o.pct(0.99) for o in outcomes if o.scenario == "quiet"}
     for o in outcomes:
@@ -404,17 +504,22 @@ def markdown(outcomes):
         verdict = "" if o.scenario == "quiet" else (" ok" if ratio <= 2 else " **over 2x**")
         lines.append(
             f"| {o.way} | {o.scenario} | {len(o.latencies)} | {o.pct(0.5):.1f} | {o.pct(0.99):.1f} | "
-            f"{ratio:.2f}x{verdict} | {o.errors} | {o.hostile} |"
+            f"{ratio:.2f}x{verdict} | {o.errors} | {o.peak_mb} | {o.recycled} | {o.hostile} |"
         )
     lines += ["", END]
     return "\n".join(lines) + "\n"
 
 
 def main():
+    unknown = [name for name in sys.argv[1:] if name not in SCENARIOS]
+    if unknown:
+        sys.exit(f"unknown scenario(s) {unknown}; the scenarios: {SCENARIOS}")
+    scenarios = [s for s in SCENARIOS if s == "quiet" or s in sys.argv[1:]] if sys.argv[1:] else SCENARIOS
     OUT_DIR.mkdir(exist_ok=True)
-    outcomes = through_nginx() + straight_to_uwsgi()
+    outcomes = through_nginx(scenarios) + straight_to_uwsgi(scenarios)
     section = markdown(outcomes)
-    write_section(RESULTS, START, END, section)
+    if scenarios == SCENARIOS:
+        write_section(RESULTS, START, END, section)
     print(section)
 
 
