@@ -118,10 +118,18 @@ def fresh_world(app, client, database_url):
 _worlds = weakref.WeakKeyDictionary()  # app -> (the world's headers, its saved rows)
 
 
+# Columns the database computes (PostgreSQL's `name_lower`, migration 0006): never inserted.
+GENERATED_COLUMNS = ("name_lower",)
+
+
+def without_generated(row):
+    return {column: value for column, value in row.items() if column not in GENERATED_COLUMNS}
+
+
 def save():
     """Every row of every table, and the id counters, as they are now."""
     conn = db.session.connection()
-    rows = {t: [dict(r) for r in conn.execute(text(f"SELECT * FROM {t}")).mappings()] for t in TABLES}
+    rows = {t: [without_generated(r) for r in conn.execute(text(f"SELECT * FROM {t}")).mappings()] for t in TABLES}
     if conn.dialect.name == "postgresql":
         counters = conn.execute(text("SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public'"))
     else:
