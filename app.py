@@ -17,6 +17,7 @@ from werkzeug.routing import BaseConverter
 
 from config import config_class, database_url, from_environment
 from core import cli, docs
+from core.connections import register_connections
 from core.errors import StoresApi, register_error_handlers
 from core.passwords import register_passwords
 from core.rate_limits import RateLimits
@@ -96,6 +97,8 @@ def configure_database_url(app):
         # Fail fast (then 503) rather than hang when PostgreSQL is unreachable.
         options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
         options.setdefault("connect_args", {"connect_timeout": 3})
+        # core/connections.py finds closed connections without the ping's round trip.
+        options["pool_pre_ping"] = False
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 
@@ -119,6 +122,7 @@ def register_database(app):
     hooks, and (outside uWSGI) the `flask db` migration commands."""
     if not event.contains(Engine, "connect", sqlite_pragmas):
         event.listen(Engine, "connect", sqlite_pragmas)
+    register_connections()
     db.init_app(app)
     register_outbox()
     register_migrations(app)

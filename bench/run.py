@@ -1,10 +1,14 @@
 """The benchmark's one entry point: `make bench`, or `.venv/bin/python bench/run.py`.
 
 What one run does (bench/README.md explains how to read the output):
-1. Start the bare Flask app (bench/bare_app.py) under the same uWSGI flags as
-   the real app; it idles until a comparison needs it.
-2. For each data size -- 1 store x 10 items, then 20 stores x 50 items -- build
-   a fresh SQLite database (`flask db upgrade`), start the real app under
+1. Start the bare Flask app (bench/bare_app.py) on uWSGI's plain
+   `--http-socket` (uwsgi.ini's [app] section: no HTTP router, no mule), the
+   fastest front uWSGI has, so the real app's front counts against it; it
+   idles until a comparison needs it.
+2. For each backend -- SQLite without Redis (the embedded default), then
+   PostgreSQL with Redis (production) -- and each data size -- 1 store x 10
+   items, then 20 stores x 50 items -- build a fresh database (`flask db
+   upgrade`), start the real app under
    uwsgi.ini with 2 processes x 1 thread, seed the data over HTTP, and drive
    each endpoint with wrk: GET /item/<name>, GET /items?per_page=1000 and
    GET /stores (with a token where the contract asks for one), and
@@ -12,9 +16,9 @@ What one run does (bench/README.md explains how to read the output):
    after each run, the bare app serves the exact body the real app returned,
    pre-serialised and/or json.dumps'ed each time, under the same wrk settings:
    back to back, so both see the same machine.
-3. Paging: 100,000 items seeded straight into SQLite; GET /items?page=1 vs
-   the last page.
-4. Print the table and write bench/RESULTS.md; raw wrk reports and uWSGI logs
+3. Paging (SQLite only): 100,000 items seeded straight into SQLite;
+   GET /items?page=1 vs the last page.
+4. Print one table per backend and write both to bench/RESULTS.md; raw wrk reports and uWSGI logs
    go to bench/out/.
 
 With --bare-only only the bare app runs, on synthetic bodies of the
@@ -24,7 +28,11 @@ Settings (environment): BENCH_DURATION (seconds per measured run, default 10),
 BENCH_WARMUP (seconds of unmeasured load before each run, default 2),
 BENCH_PORT (first of the ports used, default 20000; uses the next 3),
 BENCH_WORKDIR (databases, default /tmp/stores-bench), BENCH_PAGING=0 (skip
-the 100,000-item run), BENCH_UWSGI_ARGS (extra uWSGI flags for every server,
+the 100,000-item run), BENCH_BACKENDS (default "sqlite,postgresql"),
+BENCH_POSTGRES_URL (a server's maintenance database, default
+postgresql://postgres@127.0.0.1:5432/postgres; fresh databases are made beside
+it), BENCH_REDIS_URL (default redis://127.0.0.1:6379/13; keys get a random
+prefix and are left to expire with the run), BENCH_UWSGI_ARGS (extra uWSGI flags for every server,
 e.g. to try a uwsgi.ini change before making it).
 """
 
@@ -69,6 +77,12 @@ class Size:
 
 SIZES = [Size("10 items", "10", 1, 10), Size("1,000 items", "1000", 20, 50)]
 
+# name -> the heading of its table
+BACKENDS = {
+    "sqlite": "SQLite, no Redis (the embedded default)",
+    "postgresql": "PostgreSQL + Redis (production)",
+}
+
 
 @dataclass
 class Measurement:
@@ -100,23 +114,31 @@ class Settings:
     retries: int = int(os.environ.get("BENCH_RETRIES", "1"))
     busy_limit: float = float(os.environ.get("BENCH_BUSY_LIMIT", "10")) / 100
     uwsgi_args: list = field(default_factory=lambda: shlex.split(os.environ.get("BENCH_UWSGI_ARGS", "")))
+    backends: list = field(default_factory=lambda: os.environ.get("BENCH_BACKENDS", "sqlite,postgresql").split(","))
+    postgres_url: str = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    redis_url: str = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 
     def describe(self):
         return [
-            f"uWSGI: `uwsgi --ini uwsgi.ini --processes 2 --threads 1 --disable-logging"
-            f"{' ' + shlex.join(self.uwsgi_args) if self.uwsgi_args else ''}`",
+            f"real app on uWSGI: `uwsgi --ini uwsgi.ini --processes 2 --threads 1 --disable-logging"
+            f"{' ' + shlex.join(self.uwsgi_args) if self.uwsgi_args else ''}` (PORT set: uWSGI's HTTP router)",
+            "bare app (bench/bare_app.py) on uWSGI's plain `--http-socket`: `uwsgi --ini uwsgi.ini:app "
+            "--processes 2 --threads 1 --disable-logging --http-socket 127.0.0.1:<port> --module bare_app:app`",
             f"wrk: {THREADS} threads, {CONNECTIONS} connections, {self.duration} s per run "
             f"after {self.warmup} s of warm-up, `--latency`, on 127.0.0.1; a run during which other "
             f"processes used more than {self.busy_limit:.0%} of the CPU is repeated up to "
             f"{self.retries} time(s), keeping the quietest",
-            "real app: APP_ENV=production, SQLite, no REDIS_URL (blocklist in the database), "
-            "LOGIN_RATE_LIMIT=1000000 per minute, argon2 at the production default",
+            f"servers' virtualenv: {os.environ.get('BENCH_VENV') or '.venv (the development requirements)'}",
+            "real app: APP_ENV=production, LOGIN_RATE_LIMIT=1000000 per minute, argon2 at the production "
+            "default; SQLite without REDIS_URL, or PostgreSQL (local server, a fresh database per size) with "
+            "REDIS_URL (local server); the blocklist is in the database on both",
         ]
 
 
 class Bench:
-    def __init__(self, settings):
+    def __init__(self, settings, backend="sqlite"):
         self.settings = settings
+        self.backend = backend
         self.measurements = []
         self.rss_by_server = {}
         self.notes = []
@@ -240,6 +262,13 @@ class Bench:
             # One token serves a whole size's runs; the default 15 min could run out.
             JWT_ACCESS_TOKEN_EXPIRES="3600",
         )
+        if self.backend == "postgresql":
+            env.update(
+                DATABASE_URL=fresh_postgres_database(self.settings.postgres_url, db_path.stem.replace("-", "_")),
+                REDIS_URL=self.settings.redis_url,
+                # This run's keys only: tests and other runs may share the server.
+                REDIS_KEY_PREFIX=f"stores-bench-{secrets.token_hex(4)}:",
+            )
         return env
 
     def start_app(self, name, port):
@@ -261,7 +290,7 @@ class Bench:
         return server.start(), db_path
 
     def run_app_size(self, size, port, with_health):
-        print(f"real app, {size.stores} store(s) x {size.items_per_store} items", flush=True)
+        print(f"real app ({self.backend}), {size.stores} store(s) x {size.items_per_store} items", flush=True)
         server, db_path = self.start_app(size.key, port)
         try:
             client = seed.ApiClient(server.base_url)
@@ -272,7 +301,7 @@ class Bench:
                 f"Seeding {size.stores} store(s) and {len(names):,} items over HTTP "
                 f"took {time.monotonic() - started:.1f} s."
             )
-            if self.argon2_info is None:
+            if self.argon2_info is None and self.backend == "sqlite":
                 self.argon2_info = report.argon2_summary(seed.password_hash(db_path), seed.PASSWORD)
 
             if with_health:
@@ -373,19 +402,35 @@ class Bench:
     # --- the bare app -----------------------------------------------------
 
     def start_bare(self, port):
-        print("bare Flask app (bench/bare_app.py), same uWSGI flags", flush=True)
+        print("bare Flask app (bench/bare_app.py) on a plain --http-socket", flush=True)
         shutil.rmtree(self.bodies_dir, ignore_errors=True)
         self.bodies_dir.mkdir(parents=True)
         env = {key: value for key, value in os.environ.items() if not key.startswith("UWSGI_")}
         env["BENCH_BODIES_DIR"] = str(self.bodies_dir)
-        # Same ini and flags; only the module differs (a later --module wins).
+        # uwsgi.ini's [app] section (no HTTP router, no mule) on a plain
+        # --http-socket: the fastest way uWSGI serves HTTP, so the real app's
+        # front (the router) is part of what it is compared on. Only the module
+        # differs otherwise (a later --module wins).
         self.bare = UwsgiServer(
             "bare",
             PROJECT_DIR,
             port,
             env,
             OUT_DIR / "uwsgi-bare.log",
-            extra_args=["--pythonpath", str(BENCH_DIR), "--module", "bare_app:app", *self.settings.uwsgi_args],
+            extra_args=[
+                "--http-socket",
+                f"127.0.0.1:{port}",
+                "--pythonpath",
+                str(BENCH_DIR),
+                "--module",
+                "bare_app:app",
+                # A plain http-socket closes the connection after each response;
+                # saying so lets wrk reconnect instead of counting a read error.
+                "--add-header",
+                "Connection: close",
+                *self.settings.uwsgi_args,
+            ],
+            section="app",
         )
         self.bare.start()
 
@@ -415,6 +460,19 @@ class Bench:
             for m in self.measurements
             if m.server == "app" and (m.compare_with, m.body_key) in bare
         }
+
+
+def fresh_postgres_database(admin_url, name):
+    """An empty database `name` on the server of `admin_url` (dropped first); its URL."""
+    import psycopg2
+
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cursor.execute(f"CREATE DATABASE {name}")
+    admin.close()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
 def machine_cpu_ticks():
@@ -476,13 +534,17 @@ def main():
 
     settings = Settings()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    bench = Bench(settings)
     port = settings.port
     version_of_wrk = wrk_version()  # fails early, with a hint, when wrk is missing
 
-    bench.start_bare(port)
+    # One bare server for every backend: each backend's Bench shares it.
+    bare = Bench(settings)
+    bare.start_bare(port)
+    benches = []
     try:
         if args.bare_only:
+            bench = bare
+            benches.append(bench)
             bench.notes.append("Bare app only, on synthetic bodies of the contract's shape (--bare-only).")
             bench.measure(bench.bare, "GET /health", "health", "-", "-", "/health")
             for key, body in synthetic_bodies().items():
@@ -491,33 +553,41 @@ def main():
                 variants = ("bytes",) if key.startswith("item-") else ("dumps", "bytes")
                 bench.bare_run(key, body, variants, size_label, size_key)
         else:
-            for index, size in enumerate(SIZES):
-                bench.run_app_size(size, port + 1 + index, with_health=index == 0)
-            if settings.paging:
-                bench.run_paging(port + 3)
+            for backend in settings.backends:
+                bench = Bench(settings, backend)
+                bench.bare, bench.bodies_dir = bare.bare, bare.bodies_dir
+                benches.append(bench)
+                for index, size in enumerate(SIZES):
+                    bench.run_app_size(size, port + 1 + index, with_health=index == 0)
+                if settings.paging and backend == "sqlite":
+                    bench.run_paging(port + 3)
     finally:
-        bench.stop_bare()
+        bare.stop_bare()
 
-    comparators = bench.comparators()
     title = "Benchmark results: the Stores API vs a bare Flask app"
     if args.bare_only:
         title += " (bare app only)"
+    sections = []
+    for bench in benches:
+        rss = dict(bench.rss_by_server, bare=bare.rss_by_server.get("bare", {}))
+        section = report.Section(
+            BACKENDS[bench.backend], bench.backend, bench.measurements, bench.comparators(), rss, bench.notes
+        )
+        sections.append(section)
+        print(f"\n{section.title}\n")
+        print(report.table(section.measurements, section.comparators))
+        if not args.bare_only:
+            print()
+            print(report.targets(section, bench.argon2_info))
+    argon2_info = next((b.argon2_info for b in benches if b.argon2_info), None)
     text = report.results_markdown(
         title,
         settings.describe(),
-        bench.measurements,
-        comparators,
-        bench.rss_by_server,
-        bench.argon2_info,
-        bench.notes,
+        sections,
+        argon2_info,
         report.machine(),
         report.versions(PROJECT_DIR, version_of_wrk),
     )
-    print()
-    print(report.table(bench.measurements, comparators))
-    print()
-    if not args.bare_only:
-        print(report.targets(bench.measurements, comparators, bench.rss_by_server, bench.argon2_info))
     destination = args.results or (OUT_DIR / "RESULTS-bare-only.md" if args.bare_only else BENCH_DIR / "RESULTS.md")
     destination.write_text(keep_other_sections(text, destination))
     print(f"\nwritten to {destination}")

@@ -24,6 +24,10 @@ import requests
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The servers' virtualenv: BENCH_VENV, e.g. one with only requirements.txt
+# installed, to measure memory as production has it (the development
+# requirements add modules the workers import, e.g. cryptography via PyJWT).
+VENV = Path(os.environ.get("BENCH_VENV") or PROJECT_DIR / ".venv")
 
 # uWSGI logs each (re)spawn; the last pid logged per worker number is the live one.
 _SPAWNED = re.compile(r"spawned uWSGI worker (\d+) \(pid: (\d+)")
@@ -33,7 +37,7 @@ _RESPAWNED = re.compile(r"Respawned uWSGI worker (\d+) \(new pid: (\d+)\)")
 def migrate(env):
     """`flask db upgrade` with `env`: the schema, as `make run` and Heroku's release build it."""
     subprocess.run(
-        [str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
+        [str(VENV / "bin" / "flask"), "--app", "app", "db", "upgrade"],
         cwd=PROJECT_DIR,
         env=env,
         check=True,
@@ -52,7 +56,7 @@ class UwsgiServer:
         self.env = dict(env, PORT=str(port), RUNTIME_DIR=str(Path(log_path).parent))
         self.log_path = Path(log_path)
         self.args = [
-            str(self.project_dir / ".venv" / "bin" / "uwsgi"),
+            str(VENV / "bin" / "uwsgi"),
             "--ini",
             str(self.project_dir / "uwsgi.ini") + (f":{section}" if section else ""),
             "--processes",

@@ -14,6 +14,9 @@
   image uploads, where the login limit lives (moving windows, in Redis, else
   in `worker_counters.py`: uWSGI's cache shared by the workers).
 - `request_log.py`: one JSON log line per request, and the `X-Request-ID`.
+- `connections.py`: PostgreSQL connections without a ping or BEGIN/ROLLBACK
+  round trip on a read.
+- `conditional.py`: ETags, 304, and If-Match / If-None-Match on writes.
 - `docs.py`: `GET /openapi.json` (from `openapi.yaml`) and Swagger UI at `/docs`.
 - `cli.py`: `flask make-admin` and `flask images sweep`.
 - `clock.py`: UTC time as the database stores it.

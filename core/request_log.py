@@ -8,23 +8,28 @@ bodies or query strings, so passwords and tokens cannot reach the log.
 """
 
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 
 import orjson
 from flask import g, request
 
 log = logging.getLogger("stores_api.requests")
 SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# The stderr handler configure_logging installed, while it is the only place
+# the request lines go: they are then written to its stream straight away
+# (what it would do with them, without a LogRecord; bench/ shows the gain).
+_stderr_handler = None
 
 
 def configure_logging(app):
     """Log the app's lines to stderr (uWSGI's log), once per process."""
+    global _stderr_handler
     root = logging.getLogger("stores_api")
     if not root.handlers and not app.testing:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _stderr_handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
@@ -33,7 +38,8 @@ def configure_logging(app):
 
 def start_request():
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if SANE_ID.fullmatch(incoming) else uuid.uuid4().hex
+    # 32 random hex digits, as uuid4().hex gave, without building a UUID object.
+    g.request_id = incoming if incoming and SANE_ID.fullmatch(incoming) else os.urandom(16).hex()
     g.request_started = time.perf_counter()
 
 
@@ -43,7 +49,7 @@ def finish_request(response):
     response.headers["X-Request-ID"] = g.request_id
     # Browsers must never guess a JSON body's type.
     response.headers["X-Content-Type-Options"] = "nosniff"
-    log.info(
+    write_line(
         orjson.dumps(
             {
                 "method": request.method,
@@ -56,6 +62,16 @@ def finish_request(response):
         ).decode()
     )
     return response
+
+
+def write_line(line):
+    handler = _stderr_handler
+    if handler is not None and not log.handlers and log.parent.handlers == [handler] and log.isEnabledFor(logging.INFO):
+        with handler.lock:
+            handler.stream.write(line + "\n")
+            handler.stream.flush()
+    else:
+        log.info(line)
 
 
 def register_request_logging(app):

@@ -7,7 +7,7 @@ from importlib.metadata import version
 import flask_jwt_extended
 from flask_jwt_extended import JWTManager
 
-from core.tokens import StoresJWTManager
+from core.tokens import StoresJWTManager, cached_token_header
 
 PINNED_JWT_EXTENDED = "4.7.4"
 
@@ -33,3 +33,21 @@ def test_the_token_cache_is_used(app, users, client):
     user = users.create()
     client.get("/items", headers=user["headers"])
     assert user["access_token"] in app.extensions["verified_tokens"]
+
+
+def test_the_header_cache_is_what_the_view_decorators_call(app, users, client, monkeypatch):
+    """flask_jwt_extended.view_decorators reads a verified token's header again
+    by the module-level name `get_unverified_jwt_headers`: core.tokens puts the
+    cached reader there, and it answers from the cache."""
+    source = inspect.getsource(flask_jwt_extended.view_decorators._decode_jwt_from_request)
+    assert "get_unverified_jwt_headers(encoded_token)" in source, (
+        "The view decorators no longer read the header by that name: update core.tokens.cached_token_header."
+    )
+    assert flask_jwt_extended.view_decorators.get_unverified_jwt_headers is cached_token_header
+    user = users.create()
+    client.get("/items", headers=user["headers"])
+    library_reads = []
+    monkeypatch.setattr("core.tokens._library_token_header", library_reads.append)
+    with app.test_request_context():
+        assert cached_token_header(user["access_token"]) == {"alg": "HS256", "typ": "JWT"}
+    assert library_reads == []

@@ -65,3 +65,30 @@ def test_security_headers(client, users):
     users.create("alice")
     login = client.post("/login", json={"username": "alice", "password": "correct-horse"})
     assert login.headers["Cache-Control"] == "no-store"
+
+
+def test_lines_go_straight_to_the_stderr_handler_only_while_it_is_alone(monkeypatch, request):
+    """In production the request line is written to the stderr handler's
+    stream without a LogRecord; once anything else listens (another handler,
+    caplog), lines go through logging again and reach every listener."""
+    import io
+
+    from core import request_log
+
+    stream, other = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger("stores_api")
+    monkeypatch.setattr(request_log, "_stderr_handler", handler)
+    monkeypatch.setattr(root, "handlers", [handler])
+    monkeypatch.setattr(root, "propagate", False)
+    level = root.level
+    root.setLevel(logging.INFO)  # setLevel, not setattr: it clears logging's cache of levels
+    request.addfinalizer(lambda: root.setLevel(level))
+    records = []
+    monkeypatch.setattr(request_log.log, "handle", records.append)
+    request_log.write_line('{"a":1}')
+    assert stream.getvalue() == '{"a":1}\n' and records == []
+
+    monkeypatch.setattr(root, "handlers", [handler, logging.StreamHandler(other)])
+    request_log.write_line('{"b":2}')
+    assert [r.getMessage() for r in records] == ['{"b":2}']
