@@ -37,6 +37,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 
+from front import app_env  # noqa: E402
 from report import write_section  # noqa: E402
 from uwsgi_server import PROJECT_DIR, UwsgiServer, migrate  # noqa: E402
 
@@ -87,20 +88,6 @@ def scratch_database():
         locale = "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
         conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}" {locale}'))
     return engine, name, ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def app_env(database_url):
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith(("UWSGI_", "ARGON2_"))}
-    env.update(
-        APP_ENV="production",
-        JWT_SECRET_KEY=secrets.token_hex(32),
-        DATABASE_URL=database_url,
-        LOGIN_RATE_LIMIT="1000000 per minute",
-        REGISTER_RATE_LIMIT="1000000 per minute",
-        JWT_ACCESS_TOKEN_EXPIRES="3600",
-        WEBHOOK_WORKER_EXTERNAL="1",
-    )
-    return env
 
 
 def load_catalogue(database_url, owner_id):
@@ -198,7 +185,7 @@ def main():
     admin, name, database_url = scratch_database()
     server = None
     try:
-        env = app_env(database_url)
+        env = app_env(None, database_url)
         migrate(env)
         workdir = Path(tempfile.mkdtemp(prefix="stores-filters-"))
         server = UwsgiServer("filters", PROJECT_DIR, PORT, env, workdir / "uwsgi.log").start()

@@ -35,12 +35,14 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 PORT = int(os.environ.get("BENCH_PORT", "20100"))
 
 
-def app_env(db_path):
+def app_env(db_path, database_url=None):
+    """The production settings the bench servers run with, on SQLite at
+    `db_path` (or on `database_url`)."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith(("UWSGI_", "ARGON2_"))}
     env.update(
         APP_ENV="production",
         JWT_SECRET_KEY=secrets.token_hex(32),
-        DATABASE_URL=f"sqlite:///{db_path}",
+        DATABASE_URL=database_url or f"sqlite:///{db_path}",
         LOGIN_RATE_LIMIT="1000000 per minute",
         REGISTER_RATE_LIMIT="1000000 per minute",
         JWT_ACCESS_TOKEN_EXPIRES="3600",

@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from run import fresh_postgres_database
 from seed import PASSWORD, USERNAME, item_name, item_price, store_name
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -36,19 +37,6 @@ STORES, ITEMS_PER_STORE = 20, 50
 
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-
-
-def fresh_postgres_database(name="stores_inprocess"):
-    """An empty PostgreSQL database `name` (dropped first if it is there); its URL."""
-    import psycopg2
-
-    admin = psycopg2.connect(POSTGRES_ADMIN_URL)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {name}")
-    admin.close()
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
 def load_app(db_path, backend="sqlite"):
@@ -62,7 +50,9 @@ def load_app(db_path, backend="sqlite"):
         LOGIN_RATE_LIMIT="1000000 per minute",
     )
     if backend == "postgresql":
-        os.environ.update(DATABASE_URL=fresh_postgres_database(), REDIS_URL=REDIS_URL)
+        os.environ.update(
+            DATABASE_URL=fresh_postgres_database(POSTGRES_ADMIN_URL, "stores_inprocess"), REDIS_URL=REDIS_URL
+        )
     subprocess.run(
         [str(PROJECT_DIR / ".venv" / "bin" / "flask"), "--app", "app", "db", "upgrade"],
         cwd=PROJECT_DIR,
