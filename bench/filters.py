@@ -35,11 +35,13 @@ import sqlalchemy
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
-sys.path.insert(0, str(BENCH_DIR.parent))
 
 from front import app_env  # noqa: E402
 from report import write_section  # noqa: E402
 from uwsgi_server import PROJECT_DIR, UwsgiServer, migrate  # noqa: E402
+
+# The project's modules before bench/'s (bench/webhooks.py is not the `webhooks` package).
+sys.path.insert(0, str(BENCH_DIR.parent))
 
 from config import database_url as sqlalchemy_url  # noqa: E402
 
