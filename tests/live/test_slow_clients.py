@@ -134,7 +134,10 @@ class BodyTrickler(threading.Thread):
             except TimeoutError:
                 continue
             except OSError:
-                break
+                # The router closes with the rest of the body unread, which
+                # resets the connection, and the reset may discard the 408
+                # before it is read: the client was dropped (no answer).
+                pass
             break
         self.seconds = time.monotonic() - started
         self.sock.close()
@@ -142,7 +145,8 @@ class BodyTrickler(threading.Thread):
 
 def test_trickled_bodies_get_408_and_free_their_workers(server):
     """Two clients (as many as workers) trickle their bodies: each gets 408
-    request_timeout once its 2 s are up, and others are answered meanwhile.
+    request_timeout (or is dropped) once its 2 s are up, and others are
+    answered meanwhile.
     The workers are held until then (the router streams bodies; Nginx, which
     buffers them, holds none): tests/live/test_hostile_clients.py."""
     tricklers = [BodyTrickler(server.port, chunked) for chunked in (False, True)]
@@ -154,11 +158,12 @@ def test_trickled_bodies_get_408_and_free_their_workers(server):
         t.join(30)
     assert health.status_code == 200
     for t in tricklers:
-        status, _, answer = split_response(t.answer)
-        assert status == 408 and json.loads(answer)["error"] == "request_timeout", t.answer
+        if t.answer:  # else dropped (see BodyTrickler)
+            status, _, answer = split_response(t.answer)
+            assert status == 408 and json.loads(answer)["error"] == "request_timeout", t.answer
         # 2 s, plus the wait for the byte in flight and the answer's way back;
         # the whole body would have taken 50 s.
-        assert t.seconds < 10, t.seconds
+        assert t.seconds is not None and t.seconds < 10, t.seconds
 
 
 def test_chunked_json_body_is_read(server):
