@@ -62,6 +62,10 @@ def migrate(env):
     )
 
 
+class PortTaken(Exception):
+    """uWSGI could not bind the port chosen for it."""
+
+
 class LiveServer:
     def __init__(self, database_url, processes=2, redis_url=None, extra_env=None, args=()):
         self.port = free_port()
@@ -92,8 +96,23 @@ class LiveServer:
         self.process = None
         self.log_path = None
 
-    def start(self, timeout=30):
+    def start(self, timeout=30, attempts=3):
+        """Start and wait for /health. free_port's port is free when chosen, but
+        any process's outgoing connection may take it before uWSGI binds it:
+        then another port is tried."""
         migrate(self.env)
+        for attempt in range(attempts):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if attempt == attempts - 1:
+                    raise
+                self.log.close()
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+                self.env["PORT"] = str(self.port)
+
+    def _start(self, timeout):
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"uwsgi-{self.port}.log"
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
@@ -107,7 +126,10 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"uWSGI exited early:\n{self.log_path.read_text()}")
+                log = self.log_path.read_text()
+                if f":{self.port}).\nbind(): Address already in use" in log:
+                    raise PortTaken(self.port)
+                raise RuntimeError(f"uWSGI exited early:\n{log}")
             try:
                 if requests.get(self.url + "/health", timeout=5).status_code == 200:
                     return self
