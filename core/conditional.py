@@ -15,9 +15,8 @@ import hashlib
 import orjson
 from flask import current_app, request
 
+from blacklist import READ_METHODS
 from core.errors import ApiError
-
-READ_METHODS = ("GET", "HEAD")
 
 
 def etag_of(body):

@@ -213,9 +213,10 @@ class ItemImage(Resource):
     def delete(self, name):
         item = find_item(name)
         require_item_change(item)
-        conditional.check_write(item.json())
+        current = item.json()
+        conditional.check_write(current)
         if item.image_key is None:
-            return conditional.tagged(item.json())  # nothing to remove: the state asked for holds
+            return conditional.tagged(current)  # nothing to remove: the state asked for holds
         try:
             bookkeeping.detach(item.id, precondition())
         except bookkeeping.ItemGone:

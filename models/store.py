@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select, true, update
 
 from db import db
 from models.item import ITEM_COLUMNS, ItemModel, item_json
-from models.listing import code_point_order, name_contains, sorted_after_matching
+from models.listing import code_point_order, is_postgresql, name_contains, sorted_after_matching
 
 
 class StoreModel(db.Model):
@@ -144,7 +144,7 @@ def first_items_of_each(store_ids, embedded):
     a LATERAL join; SQLite (no LATERAL) with a correlated `IN (... LIMIT)`,
     which PostgreSQL would instead run once per item row."""
     stores = store_ids.subquery("page_stores")
-    if db.session.get_bind().dialect.name == "postgresql":
+    if is_postgresql():
         firsts = (
             select(*ITEM_COLUMNS)
             .where(ItemModel.store_id == stores.c.store_id)
