@@ -31,6 +31,16 @@ def redis_options(config):
     return {}
 
 
+# Room for the multipart boundaries and part headers around an uploaded image.
+MULTIPART_OVERHEAD = 16 * 1024
+
+
+def largest_upload_body(config):
+    """The largest request body any route reads: an image at IMAGE_MAX_BYTES
+    in its multipart framing (the image upload raises its own limit to it)."""
+    return config["IMAGE_MAX_BYTES"] + MULTIPART_OVERHEAD
+
+
 class Config:
     """Defaults shared by every environment."""
 
@@ -64,7 +74,7 @@ class Config:
 
     MAX_CONTENT_LENGTH = 65536
     # A request body must be in within this many seconds, plus one for every
-    # REQUEST_BODY_MIN_RATE bytes it holds; else 408 (wsgi.py).
+    # REQUEST_BODY_MIN_RATE bytes it holds; else 408 (front/relay.py).
     REQUEST_BODY_TIMEOUT = 5.0
     REQUEST_BODY_MIN_RATE = 65536
 

@@ -1,7 +1,10 @@
-"""The front door's cost: the real app behind uWSGI's HTTP router (`uwsgi
---ini uwsgi.ini`, as `make run` and Heroku serve it) against the same app on
-a plain `--http-socket` (the fastest way uWSGI serves HTTP, and the
-baseline), with keep-alive and without.
+"""The front door's cost: the real app behind uWSGI's HTTP router and the
+relay (`uwsgi --ini uwsgi.ini`, as `make run` and Heroku serve it) against
+the same app on a plain `--http-socket` (the fastest way uWSGI serves HTTP,
+and the baseline), with keep-alive and without. Besides requests a second,
+the CPU time the server's processes spent per request (read from /proc, so
+it moves less than throughput with what else the machine does), and the
+relay's share of it.
 
 Usage: `.venv/bin/python bench/front.py` (`make bench` runs it). Writes the
 "Front door" section of bench/RESULTS.md; wrk's reports go to bench/out/.
@@ -13,6 +16,7 @@ the plain http-socket on GET /item/<name>.
 """
 
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -52,9 +56,36 @@ def app_env(db_path, database_url=None):
     return env
 
 
-def measure(url, headers):
+def cpu_seconds(group):
+    """CPU seconds used so far by each process of a process group, by pid."""
+    used = {}
+    for entry in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group:
+            used[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def relay_pid(server):
+    found = re.search(r"spawned uWSGI mule 1 \(pid: (\d+)\)", server.log_path.read_text())
+    return int(found.group(1)) if found else None
+
+
+def measure(server, headers):
+    url = f"{server.base_url}/item/chair"
     run_wrk(url, WARMUP, headers)
-    return run_wrk(url, DURATION, headers)
+    group = server.process.pid
+    before = cpu_seconds(group)
+    result = run_wrk(url, DURATION, headers)
+    after = cpu_seconds(group)
+    used = {pid: after[pid] - before.get(pid, 0) for pid in after}
+    result.cpu_us = sum(used.values()) / result.requests * 1e6
+    relay = relay_pid(server)
+    result.relay_us = used.get(relay, 0) / result.requests * 1e6 if relay else None
+    return result
 
 
 def main():
@@ -87,7 +118,7 @@ def main():
             for keep_alive in (True, False):
                 headers = [auth] if keep_alive else [auth, "Connection: close"]
                 print(f"{name}, keep-alive {'on' if keep_alive else 'off'}", flush=True)
-                results[name, keep_alive] = measure(f"{server.base_url}/item/chair", headers)
+                results[name, keep_alive] = measure(server, headers)
     finally:
         for server in servers.values():
             server.stop()
@@ -100,14 +131,16 @@ def main():
         f"{DURATION} s after {WARMUP} s of warm-up, 2 workers, SQLite; written {time.strftime('%Y-%m-%d %H:%M')}.",
         "The baseline is the same app on a plain `--http-socket` (its faster run).",
         "",
-        "| front | keep-alive | req/s | p50 ms | p99 ms | non-2xx | wrk socket errors | vs http-socket |",
-        "|---|---|---|---|---|---|---|---|",
+        "| front | keep-alive | req/s | p50 ms | p99 ms | non-2xx | wrk socket errors | vs http-socket "
+        "| server CPU µs/request | of it, the relay |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (name, keep_alive), result in results.items():
         lines.append(
             f"| {name} | {'on' if keep_alive else 'off'} | {result.requests_per_second:,.0f} | "
             f"{result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.non_2xx} | {result.socket_error_total} | "
-            f"{result.requests_per_second / baseline:.2f}x |"
+            f"{result.requests_per_second / baseline:.2f}x | {result.cpu_us:.0f} | "
+            f"{'-' if result.relay_us is None else f'{result.relay_us:.0f}'} |"
         )
     ratio = results["router", True].requests_per_second / baseline
     lines += [

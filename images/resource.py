@@ -24,6 +24,7 @@ from flask_restful import Resource
 from sqlalchemy import bindparam, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from config import largest_upload_body
 from core import arguments, conditional
 from core.errors import ApiError, not_found, validation_error
 from core.permissions import current_user_id, require_owner
@@ -36,8 +37,6 @@ from models.item import ItemModel
 from models.store import StoreModel
 
 RAW_TYPES = ("image/jpeg", "image/png", "image/webp")
-# Room for the multipart boundaries and part headers around the file.
-MULTIPART_OVERHEAD = 16 * 1024
 # Versioned URLs (image_url's ?v=) never change content: cache them for a year.
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Any other URL of the image may show a new one tomorrow: revalidate (ETag).
@@ -65,12 +64,6 @@ def find_item(name):
 
 def too_large(limit):
     return ApiError(413, "payload_too_large", f"The image is larger than {limit} bytes.")
-
-
-def largest_upload_body(config):
-    """The largest request body this route reads: an image at IMAGE_MAX_BYTES
-    in its multipart framing (wsgi.py reads chunked bodies up to this too)."""
-    return config["IMAGE_MAX_BYTES"] + MULTIPART_OVERHEAD
 
 
 def multipart_image(limit):

@@ -4,11 +4,11 @@
 on 127.0.0.1:5000) talks to. These tests use that exact command (tests/support/live_server.py)
 and raw sockets, so they see what a real client sees:
 
-- A client that trickles its header lines must not hold a worker: with
+- A client that trickles its header lines or its body must not hold a worker: with
   uWSGI's `http-socket` each worker read the request itself, and two such
   clients held both workers, so every other request waited ~30 s. uwsgi.ini
-  now puts uWSGI's asynchronous HTTP router (`http =`) in front of the
-  workers; a worker sees a request only once its headers are complete.
+  now puts uWSGI's asynchronous HTTP router (`http =`) and front/relay.py in
+  front of the workers; a worker sees a request only once it is whole.
 - A JSON body sent with `Transfer-Encoding: chunked` (no Content-Length) is
   read whole, not taken for an empty body ("not valid JSON").
 - What the router must keep: the client's own address in REMOTE_ADDR (the
@@ -38,9 +38,10 @@ TRICKLE_EVERY = 3.5
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Two workers, as `make run` and a small Heroku dyno have; a body must be
-    in within 2 s (REQUEST_BODY_TIMEOUT)."""
+    in within 2 s (REQUEST_BODY_TIMEOUT); one proxy in front, as on Heroku."""
     database = tmp_path_factory.mktemp("slow-clients") / "live.db"
-    with LiveServer(f"sqlite:///{database}", processes=2, extra_env={"REQUEST_BODY_TIMEOUT": "2"}) as live:
+    settings = {"REQUEST_BODY_TIMEOUT": "2", "TRUSTED_PROXY_COUNT": "1"}
+    with LiveServer(f"sqlite:///{database}", processes=2, extra_env=settings) as live:
         yield live
 
 
@@ -143,20 +144,25 @@ class BodyTrickler(threading.Thread):
         self.sock.close()
 
 
-def test_trickled_bodies_get_408_and_free_their_workers(server):
-    """Two clients (as many as workers) trickle their bodies: each gets 408
-    request_timeout (or is dropped) once its 2 s are up, and others are
-    answered meanwhile.
-    The workers are held until then (the router streams bodies; Nginx, which
-    buffers them, holds none): tests/live/test_hostile_clients.py."""
-    tricklers = [BodyTrickler(server.port, chunked) for chunked in (False, True)]
+def test_trickled_bodies_hold_no_worker_and_get_408(server):
+    """Six clients (three times the workers) trickle their bodies, half of
+    them chunked. Others are answered meanwhile, before any trickler's 2 s
+    are up: no worker waits on a body (front/relay.py holds them until they
+    are whole). Each trickler gets 408 request_timeout (or is dropped) once
+    its 2 s are up."""
+    tricklers = [BodyTrickler(server.port, chunked) for chunked in (False, True) * 3]
     for t in tricklers:
         t.start()
     time.sleep(0.5)
-    health = requests.get(f"{server.url}/health", timeout=20)
+    started = time.monotonic()
+    answers = [requests.get(f"{server.url}/health", timeout=20) for _ in range(4)]
+    elapsed = time.monotonic() - started
     for t in tricklers:
         t.join(30)
-    assert health.status_code == 200
+    assert [a.status_code for a in answers] == [200] * 4
+    # Correctness bound, not a speed figure: with the workers reading the
+    # bodies, the answers wait for a trickler's deadline (2 s after it started).
+    assert elapsed < 1.4, f"4 requests took {elapsed:.1f}s beside 6 trickling bodies"
     for t in tricklers:
         if t.answer:  # else dropped (see BodyTrickler)
             status, _, answer = split_response(t.answer)
@@ -164,6 +170,19 @@ def test_trickled_bodies_get_408_and_free_their_workers(server):
         # 2 s, plus the wait for the byte in flight and the answer's way back;
         # the whole body would have taken 50 s.
         assert t.seconds is not None and t.seconds < 10, t.seconds
+
+
+def test_the_address_is_the_last_entry_the_proxy_wrote(server):
+    """TRUSTED_PROXY_COUNT=1 (Heroku): the client's address is the last entry
+    of X-Forwarded-For, the one the proxy appended; what the client wrote
+    before it is not taken."""
+    line = b"X-Forwarded-For: 10.9.9.9, 127.0.0.66\r\n"
+    raw = raw_request(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n" + line + b"Connection: close\r\n\r\n")
+    assert split_response(raw)[0] == 200
+    deadline = time.monotonic() + 5
+    while '"remote_addr":"127.0.0.66"' not in server.log_path.read_text():
+        assert time.monotonic() < deadline, "the app never logged the address the proxy wrote"
+        time.sleep(0.1)
 
 
 def test_chunked_json_body_is_read(server):
