@@ -98,6 +98,11 @@ class Config:
     IMAGE_MAX_PIXELS = 40000000
     # Image uploads per user: each may cost up to a second of a worker's CPU.
     IMAGE_UPLOAD_RATE_LIMIT = "60 per hour"
+    # An image whose processing would hold more than this many bytes (about a
+    # 2-megapixel photo) waits for none: it takes one of IMAGE_PROCESSING_SLOTS
+    # or is refused 503 (images/slots.py). 0 slots: one fewer than the workers.
+    IMAGE_HEAVY_BYTES = 16 * 1024 * 1024
+    IMAGE_PROCESSING_SLOTS = 0
     # Behind Nginx: the internal location that serves the images folder
     # (deploy/nginx.conf, "/_images/"); unset, the app sends files itself.
     IMAGE_ACCEL_REDIRECT = None
@@ -223,6 +228,8 @@ ENVIRONMENT = (
     "IMAGE_MAX_BYTES",
     "IMAGE_MAX_PIXELS",
     "IMAGE_UPLOAD_RATE_LIMIT",
+    "IMAGE_HEAVY_BYTES",
+    "IMAGE_PROCESSING_SLOTS",
     "IMAGE_ACCEL_REDIRECT",
     "S3_ENDPOINT_URL",
     "AWS_ACCESS_KEY_ID",

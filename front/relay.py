@@ -137,7 +137,7 @@ class Request:
 
     def __init__(self, relay, client):
         self.relay, self.client = relay, client
-        self.received = b""
+        self.received = bytearray()
         self.packet_size = None
         self.variables = None
         self.length = 0
@@ -145,7 +145,7 @@ class Request:
         self.started = time.monotonic()
         self.deadline = self.started + PACKET_TIMEOUT
         self.worker = None
-        self.to_worker = b""  # the request, as far as the worker has not taken it
+        self.to_worker = None  # the request, as far as the worker has not taken it
         self.to_client = b""  # the answer, as far as the router has not taken it
         self.paused = False  # the worker is not read while the router lags
         self.forwarded = False
@@ -182,7 +182,7 @@ class Request:
             if self.forwarded:
                 return
         if self.decoder is not None:
-            arrived, self.received = self.received, b""
+            arrived, self.received = self.received, bytearray()
             self.arrived += len(arrived)
             self.deadline = self.started + self.relay.settings.allowed(self.arrived)
             try:
@@ -193,11 +193,11 @@ class Request:
             if self.decoder.done or len(self.decoder.body) > self.relay.settings.largest_body:
                 self.forward(bytes(self.decoder.body))
         elif len(self.received) >= self.length:
-            self.forward(self.received[: self.length])
+            self.forward(bytes(self.received[: self.length]))
 
     def read_packet(self):
-        packet, self.received = self.received[: self.packet_size], self.received[self.packet_size :]
-        self.packet = packet
+        packet = self.packet = bytes(self.received[: self.packet_size])
+        del self.received[: self.packet_size]
         self.variables = ()
         self.changed = False
         if b"CONTENT_LENGTH" not in packet and b"TRANSFER_ENCODING" not in packet:
@@ -245,9 +245,9 @@ class Request:
             framing = (b"CONTENT_LENGTH", b"HTTP_TRANSFER_ENCODING")
             variables = [v for v in self.variables if v[0] not in framing]
             variables.append((b"CONTENT_LENGTH", str(len(body)).encode()))
-            self.to_worker = build_packet((self.packet[0], self.packet[3]), variables) + body
+            self.to_worker = memoryview(build_packet((self.packet[0], self.packet[3]), variables) + body)
         else:
-            self.to_worker = self.packet + body
+            self.to_worker = memoryview(self.packet + body)
         self.connect()
 
     def connect(self):

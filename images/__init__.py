@@ -6,6 +6,8 @@
   limits, decoding, re-encoding without metadata, the thumbnail.
 - `storage.py`: where objects live — a local folder or an S3-compatible
   bucket (`IMAGE_STORAGE`).
+- `slots.py`: how many costly images one machine processes at once (503
+  when none is free).
 - `bookkeeping.py`: rows and objects kept in step — write, swap, then delete;
   compare-and-set; `sweep` of orphans.
 

@@ -25,13 +25,15 @@ Content-Type. The format is decided from the bytes:
    thumbnail at most THUMB_SIZE px on its longer side.
 
 `process(data, max_pixels)` runs the five steps and returns a `ProcessedImage`
-whose `digest` (SHA-256 of the stored bytes) names it in storage.
+whose `digest` (SHA-256 of the stored bytes) names it in storage; steps 3-5
+of a costly image run in a processing slot (images/slots.py).
 """
 
 import hashlib
 import io
 import re
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps
@@ -135,8 +137,9 @@ def open_checked(data, image_format, max_pixels):
     check_pixels(*image.size, max_pixels)
     if getattr(image, "n_frames", 1) > 1 and image_format != "JPEG":
         raise not_an_image("Animated images are not accepted: send a still image.")
-    check_budget(processing_cost(image, image_format, data, scans))
-    return image
+    cost = processing_cost(image, image_format, data, scans)
+    check_budget(cost)
+    return image, cost
 
 
 def check_pixels(width, height, max_pixels):
@@ -331,13 +334,17 @@ class ProcessedImage:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def process(data, max_pixels):
-    """Validate the uploaded bytes and re-encode them; ApiError on any refusal."""
+def process(data, max_pixels, heavy_bytes=None, slot=nullcontext):
+    """Validate the uploaded bytes and re-encode them; ApiError on any refusal.
+    An image whose processing would hold more than `heavy_bytes` is decoded
+    and encoded inside `slot()` (images/slots.py)."""
     image_format = sniff(data)
-    image = clean(decode(open_checked(data, image_format, max_pixels)))
+    image, cost = open_checked(data, image_format, max_pixels)
+    with slot() if heavy_bytes is not None and cost > heavy_bytes else nullcontext():
+        image = clean(decode(image))
+        full = encode(image, image_format)
+        thumb = encode(thumbnail(image), image_format)
     extension, content_type = FORMATS[image_format]
-    full = encode(image, image_format)
-    thumb = encode(thumbnail(image), image_format)
     return ProcessedImage(
         data=full, thumb=thumb, extension=extension, content_type=content_type, width=image.width, height=image.height
     )

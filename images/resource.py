@@ -18,6 +18,8 @@
   row lock at the swap (bookkeeping.swap).
 """
 
+import functools
+
 from flask import current_app, request, send_file
 from flask_jwt_extended import jwt_required, verify_jwt_in_request
 from flask_restful import Resource
@@ -32,6 +34,7 @@ from core.rate_limits import rate_limits
 from db import db
 from images import bookkeeping
 from images.decoding import CONTENT_TYPES, process
+from images.slots import processing_slot
 from images.storage import FileStorage
 from models.item import ItemModel
 from models.store import StoreModel
@@ -194,7 +197,9 @@ class ItemImage(Resource):
         item_id = item.id
         data = uploaded_bytes()
         db_done_reading()
-        processed = process(data, current_app.config["IMAGE_MAX_PIXELS"])
+        config = current_app.config
+        slot = functools.partial(processing_slot, config, current_app.instance_path)
+        processed = process(data, config["IMAGE_MAX_PIXELS"], config["IMAGE_HEAVY_BYTES"], slot)
         del data  # the upload's bytes are not needed past this point
         try:
             bookkeeping.attach(item_id, processed, precondition())

@@ -19,9 +19,10 @@ class Workers:
     variables and the body after them) with the time it came, and answers
     with `answer` (the app: a body over LIMIT is refused unread)."""
 
-    def __init__(self, path, answer=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"):
+    def __init__(self, path, answer=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", limit=LIMIT):
         self.requests = []
         self.answer = answer
+        self.limit = limit
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
         self.listener.listen(16)
@@ -41,7 +42,7 @@ class Workers:
                 variables = dict(parse_variables(data[:size]))
                 length = int(variables.get(b"CONTENT_LENGTH") or 0)
                 body = data[size:]
-                while len(body) < length <= LIMIT:
+                while len(body) < length <= self.limit:
                     body += conn.recv(65536)
                 self.requests.append((time.monotonic(), variables, body))
                 conn.sendall(self.answer)
@@ -195,6 +196,25 @@ def test_a_large_answer_reaches_a_slow_reader_whole(tmp_path, connect):
         client.sendall(packet(("REQUEST_METHOD", "GET")))
         time.sleep(0.5)  # the answer piles up in front of a reader that has not started
         assert answer(client) == b"HTTP/1.1 200 OK\r\n\r\n" + big
+    finally:
+        stopped.set()
+
+
+def test_a_large_body_sent_in_small_pieces_arrives_whole(tmp_path, connect):
+    """3 MB in 4 KiB pieces (the router's buffer): whole, in order, once."""
+    body = bytes(range(256)) * (3 * 4096)
+    workers = Workers(str(tmp_path / "workers.sock"), limit=len(body))
+    path = str(tmp_path / "relay.sock")
+    server = Relay(bind(path), str(tmp_path / "workers.sock"), Settings(30.0, 1000, len(body)))
+    stopped = threading.Event()
+    threading.Thread(target=server.serve, args=(stopped.is_set,), daemon=True).start()
+    try:
+        client = connect(path)
+        client.sendall(packet(("REQUEST_METHOD", "PUT"), ("CONTENT_LENGTH", str(len(body)))))
+        for start in range(0, len(body), 4096):
+            client.sendall(body[start : start + 4096])
+        assert answer(client).endswith(b"ok")
+        assert workers.requests[0][2] == body
     finally:
         stopped.set()
 
