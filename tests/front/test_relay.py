@@ -6,6 +6,7 @@ import socket
 import struct
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -48,19 +49,28 @@ class Workers:
                 conn.sendall(self.answer)
 
 
+@contextmanager
+def running_relay(tmp_path, settings):
+    """A relay serving in a thread at tmp_path/relay.sock, in front of tmp_path/workers.sock."""
+    path = str(tmp_path / "relay.sock")
+    server = Relay(bind(path), str(tmp_path / "workers.sock"), settings)
+    stopped = threading.Event()
+    thread = threading.Thread(target=server.serve, args=(stopped.is_set,), daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        stopped.set()
+        thread.join(5)
+
+
 @pytest.fixture
 def relay(tmp_path):
     """A relay (body deadline 1 s, plus 1 s per 1,000 bytes), the stand-in
     for its workers, and the relay's socket path."""
     workers = Workers(str(tmp_path / "workers.sock"))
-    path = str(tmp_path / "relay.sock")
-    server = Relay(bind(path), str(tmp_path / "workers.sock"), Settings(1.0, 1000, LIMIT))
-    stopped = threading.Event()
-    thread = threading.Thread(target=server.serve, args=(stopped.is_set,), daemon=True)
-    thread.start()
-    yield path, workers
-    stopped.set()
-    thread.join(5)
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT)) as path:
+        yield path, workers
     workers.listener.close()
 
 
@@ -187,36 +197,24 @@ def test_a_large_answer_reaches_a_slow_reader_whole(tmp_path, connect):
     waits for the reader instead of dropping bytes."""
     big = b"x" * 3_000_000
     Workers(str(tmp_path / "workers.sock"), answer=b"HTTP/1.1 200 OK\r\n\r\n" + big)
-    path = str(tmp_path / "relay.sock")
-    server = Relay(bind(path), str(tmp_path / "workers.sock"), Settings(1.0, 1000, LIMIT))
-    stopped = threading.Event()
-    threading.Thread(target=server.serve, args=(stopped.is_set,), daemon=True).start()
-    try:
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT)) as path:
         client = connect(path)
         client.sendall(packet(("REQUEST_METHOD", "GET")))
         time.sleep(0.5)  # the answer piles up in front of a reader that has not started
         assert answer(client) == b"HTTP/1.1 200 OK\r\n\r\n" + big
-    finally:
-        stopped.set()
 
 
 def test_a_large_body_sent_in_small_pieces_arrives_whole(tmp_path, connect):
     """3 MB in 4 KiB pieces (the router's buffer): whole, in order, once."""
     body = bytes(range(256)) * (3 * 4096)
     workers = Workers(str(tmp_path / "workers.sock"), limit=len(body))
-    path = str(tmp_path / "relay.sock")
-    server = Relay(bind(path), str(tmp_path / "workers.sock"), Settings(30.0, 1000, len(body)))
-    stopped = threading.Event()
-    threading.Thread(target=server.serve, args=(stopped.is_set,), daemon=True).start()
-    try:
+    with running_relay(tmp_path, Settings(30.0, 1000, len(body))) as path:
         client = connect(path)
         client.sendall(packet(("REQUEST_METHOD", "PUT"), ("CONTENT_LENGTH", str(len(body)))))
         for start in range(0, len(body), 4096):
             client.sendall(body[start : start + 4096])
         assert answer(client).endswith(b"ok")
-        assert workers.requests[0][2] == body
-    finally:
-        stopped.set()
+    assert workers.requests[0][2] == body
 
 
 @pytest.mark.parametrize("framing", [b"1x\r\n", b"1\r\nabX\r\n", b"f" * 17 + b"\r\n", b"1" * 2000])
