@@ -18,8 +18,9 @@ On the way it:
   REQUEST_BODY_MIN_RATE bytes it holds (of a chunked body, whose length is
   not known, for every such bytes that arrived). A body late by then, or
   with broken chunked framing, is not read further: the request goes on
-  without it, marked STORES_API_BODY_ERROR (`timeout`, `chunking`), and
-  wsgi.py answers 408 or 400, closing the connection;
+  without it, marked STORES_API_BODY_ERROR (`timeout`, `chunking`; a
+  Content-Length that is no number: `length`), and wsgi.py answers 408 or
+  400, closing the connection;
 - holds no body larger than any route takes (the image upload's): such a
   request goes on at once without its body, and the app answers 413 from
   its Content-Length without reading one;
@@ -82,6 +83,10 @@ class ChunkedDecoder:
         self.left = None  # bytes still due of the current chunk
         self.trailers = False
         self.done = False
+
+    def held(self):
+        """The bytes the body holds or has declared so far."""
+        return len(self.body) + len(self.pending) + (self.left or 0)
 
     def feed(self, data):
         self.pending += data
@@ -182,15 +187,19 @@ class Request:
             if self.forwarded:
                 return
         if self.decoder is not None:
+            settings = self.relay.settings
             arrived, self.received = self.received, bytearray()
             self.arrived += len(arrived)
-            self.deadline = self.started + self.relay.settings.allowed(self.arrived)
+            self.deadline = self.started + settings.allowed(min(self.arrived, settings.largest_body))
             try:
                 self.decoder.feed(arrived)
             except BadChunking:
                 self.fail(b"chunking")
                 return
-            if self.decoder.done or len(self.decoder.body) > self.relay.settings.largest_body:
+            if self.decoder.held() > settings.largest_body:
+                # Too large for any route: the app answers 413 from the length.
+                self.forward(b"", length=settings.largest_body + 1)
+            elif self.decoder.done:
                 self.forward(bytes(self.decoder.body))
         elif len(self.received) >= self.length:
             self.forward(bytes(self.received[: self.length]))
@@ -207,7 +216,12 @@ class Request:
         chunked = False
         for name, value in self.variables:
             if name == b"CONTENT_LENGTH":
-                self.length = int(value) if value.isdigit() else 0
+                digits = value.strip(b" \t")
+                if not digits.isdigit():
+                    self.fail(b"length")  # what length the worker would read is anyone's guess
+                    return
+                self.length = int(digits)
+                self.changed = digits != value  # the worker gets the plain number
             elif name == b"HTTP_TRANSFER_ENCODING" and b"chunked" in value.lower():
                 chunked = True
         settings = self.relay.settings
@@ -216,7 +230,7 @@ class Request:
             self.arrived = 0
             self.deadline = self.started + settings.allowed(0)
         elif self.length > settings.largest_body:
-            self.forward(b"")  # the app refuses it (413) without reading a byte
+            self.forward(b"", length=self.length)  # the app refuses it (413) without reading a byte
         elif self.length:
             self.deadline = self.started + settings.allowed(self.length)
         else:
@@ -239,12 +253,15 @@ class Request:
         return True
 
     # -- the workers' side ------------------------------------------------------
-    def forward(self, body):
+    def forward(self, body, length=None):
+        """Send the request on, with `body`, saying it is `length` bytes long
+        (by default, as long as `body`: only a body the app refuses unread
+        is sent shorter than its length)."""
         self.forwarded = True
         if self.decoder is not None or self.changed:
             framing = (b"CONTENT_LENGTH", b"HTTP_TRANSFER_ENCODING")
             variables = [v for v in self.variables if v[0] not in framing]
-            variables.append((b"CONTENT_LENGTH", str(len(body)).encode()))
+            variables.append((b"CONTENT_LENGTH", str(len(body) if length is None else length).encode()))
             self.to_worker = memoryview(build_packet((self.packet[0], self.packet[3]), variables) + body)
         else:
             self.to_worker = memoryview(self.packet + body)
@@ -268,11 +285,12 @@ class Request:
         self.worker_writable(registered=READ)
 
     def worker_event(self, events):
-        # Events of one poll may outlive a request closed earlier in it.
-        if events & WRITE and self.worker is not None:
-            self.worker_writable(registered=READ | WRITE)
-        if events & READ and self.worker is not None and not self.paused:
+        # Events of one poll may outlive a request closed earlier in it. The
+        # answer first: a worker may answer (401, 413...) before reading a body.
+        if events & (READ | select.EPOLLHUP | select.EPOLLERR) and self.worker is not None and not self.paused:
             self.worker_readable()
+        if events & WRITE and self.worker is not None and self.to_worker:
+            self.worker_writable(registered=READ | WRITE)
 
     def worker_writable(self, registered=READ | WRITE):
         try:
@@ -280,8 +298,9 @@ class Request:
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            self.close()
-            return
+            # The worker answered without reading all of the request, and
+            # closed: what it answered is still there to read.
+            sent = len(self.to_worker)
         self.to_worker = self.to_worker[sent:]
         wanted = READ | WRITE if self.to_worker else READ
         if wanted != registered:
@@ -310,14 +329,15 @@ class Request:
             return
         self.to_client = self.to_client[sent:]
         if self.to_client and not self.paused:
-            # The router is slower than the worker: wait for it, reading no more.
+            # The router is slower than the worker: wait for it, reading no more
+            # (out of epoll altogether: a closed socket's hang-up would wake it).
             self.paused = True
-            self.relay.modify(self.worker, 0)
+            self.relay.unregister(self.worker)
             self.relay.modify(self.client, WRITE)
         elif not self.to_client and self.paused:
             self.paused = False
             self.relay.modify(self.client, READ)
-            self.relay.modify(self.worker, READ)
+            self.relay.register(self.worker, READ | (WRITE if self.to_worker else 0), self.worker_event)
 
     def close(self):
         self.forwarded = True
@@ -388,20 +408,32 @@ class Relay:
                 handler = handlers.get(fd)
                 if handler is None:
                     continue  # closed earlier in this poll
-                try:
+                request = getattr(handler, "__self__", None)
+                if isinstance(request, Request):
+                    self.guarded(request, handler, events)
+                else:
                     handler(events)
-                except Exception:  # one request's fault must not stop every other
-                    log.exception("relay: dropping a connection")
-                    request = getattr(handler, "__self__", None)
-                    if isinstance(request, Request):
-                        request.close()
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + TICK
-                self.pending = {r for r in self.pending if not r.forwarded and not r.expired(now)}
-                waiting, self.waiting = self.waiting, set()
-                for request in waiting:
-                    request.connect()
+                self.tick(now)
+
+    def tick(self, now):
+        """Deadlines, and requests waiting for room at the workers."""
+        for request in list(self.pending):
+            self.guarded(request, request.expired, now)
+        self.pending = {request for request in self.pending if not request.forwarded}
+        waiting, self.waiting = self.waiting, set()
+        for request in waiting:
+            self.guarded(request, request.connect)
+
+    @staticmethod
+    def guarded(request, step, *args):
+        try:
+            step(*args)
+        except Exception:  # one request's fault must not stop every other
+            log.exception("relay: dropping a connection")
+            request.close()
 
 
 def settings_from_environment():
@@ -437,8 +469,13 @@ def inherited(path):
     shared-socket, there before the router takes its first request)."""
     for fd in sorted(int(name) for name in os.listdir("/proc/self/fd")):
         try:
-            candidate = socket.socket(fileno=os.dup(fd))
+            copy = os.dup(fd)
         except OSError:
+            continue
+        try:
+            candidate = socket.socket(fileno=copy)
+        except OSError:
+            os.close(copy)  # not a socket
             continue
         if candidate.family == socket.AF_UNIX and candidate.getsockname() == path:
             return candidate

@@ -49,11 +49,29 @@ class Workers:
                 conn.sendall(self.answer)
 
 
+class CountedPoll:
+    """An epoll object that counts its polls."""
+
+    def __init__(self, poll, polls):
+        self.epoll, self.polls = poll, polls
+
+    def poll(self, timeout):
+        self.polls.append(None)
+        return self.epoll.poll(timeout)
+
+    def __getattr__(self, name):
+        return getattr(self.epoll, name)
+
+
 @contextmanager
-def running_relay(tmp_path, settings):
-    """A relay serving in a thread at tmp_path/relay.sock, in front of tmp_path/workers.sock."""
+def running_relay(tmp_path, settings, polls=None):
+    """A relay serving in a thread at tmp_path/relay.sock, in front of
+    tmp_path/workers.sock; each time it wakes from epoll, a None is added to
+    `polls`."""
     path = str(tmp_path / "relay.sock")
     server = Relay(bind(path), str(tmp_path / "workers.sock"), settings)
+    if polls is not None:
+        server.poll = CountedPoll(server.poll, polls)
     stopped = threading.Event()
     thread = threading.Thread(target=server.serve, args=(stopped.is_set,), daemon=True)
     thread.start()
@@ -192,16 +210,23 @@ def test_a_request_without_a_body_goes_on_byte_for_byte(relay, connect):
     assert list(variables.items()) == parse_variables(sent)
 
 
-def test_a_large_answer_reaches_a_slow_reader_whole(tmp_path, connect):
+@pytest.mark.parametrize("size", [400_000, 3_000_000])
+def test_a_large_answer_reaches_a_slow_reader_whole(tmp_path, connect, size):
     """An answer larger than the sockets' buffers, read slowly: the relay
-    waits for the reader instead of dropping bytes."""
-    big = b"x" * 3_000_000
+    waits for the reader instead of dropping bytes. (400 kB: the worker has
+    sent it all and closed while the relay still waits for the reader.)"""
+    big = b"x" * size
     Workers(str(tmp_path / "workers.sock"), answer=b"HTTP/1.1 200 OK\r\n\r\n" + big)
-    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT)) as path:
+    polls = []
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), polls) as path:
         client = connect(path)
         client.sendall(packet(("REQUEST_METHOD", "GET")))
         time.sleep(0.5)  # the answer piles up in front of a reader that has not started
+        waited = len(polls)
         assert answer(client) == b"HTTP/1.1 200 OK\r\n\r\n" + big
+    # Meanwhile it slept in epoll (a wake-up a tick, 0.05 s), not spun on the
+    # worker's hang-up: that was hundreds of thousands of wake-ups a second.
+    assert waited < 100, waited
 
 
 def test_a_large_body_sent_in_small_pieces_arrives_whole(tmp_path, connect):
@@ -221,3 +246,57 @@ def test_a_large_body_sent_in_small_pieces_arrives_whole(tmp_path, connect):
 def test_the_chunked_decoder_refuses_what_is_not_framing(framing):
     with pytest.raises(BadChunking):
         ChunkedDecoder().feed(framing)
+
+
+def test_a_chunk_declaring_more_than_any_route_takes_goes_on_at_once(relay, connect):
+    """Not held while its bytes arrive (they would fill the relay's memory)."""
+    path, workers = relay
+    client = connect(path)
+    client.sendall(packet(("REQUEST_METHOD", "PUT"), ("HTTP_TRANSFER_ENCODING", "chunked")) + b"ffffffff\r\nxx")
+    assert answer(client).endswith(b"ok")
+    assert int(workers.requests[0][1][b"CONTENT_LENGTH"]) > LIMIT
+
+
+@pytest.mark.parametrize(("sent", "seen"), [("5 ", b"5"), ("\t5", b"5")])
+def test_a_content_length_with_spaces_is_read_as_its_number(relay, connect, sent, seen):
+    path, workers = relay
+    client = connect(path)
+    client.sendall(packet(("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", sent)) + b"hello")
+    assert answer(client).endswith(b"ok")
+    (_, variables, body) = workers.requests[0]
+    assert variables[b"CONTENT_LENGTH"] == seen and body == b"hello"
+
+
+@pytest.mark.parametrize("sent", ["5x", "-1", "", "0x10"])
+def test_a_content_length_that_is_no_number_is_marked(relay, connect, sent):
+    path, workers = relay
+    client = connect(path)
+    client.sendall(packet(("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", sent)) + b"hello")
+    assert answer(client).endswith(b"ok")
+    (_, variables, body) = workers.requests[0]
+    assert variables[b"STORES_API_BODY_ERROR"] == b"length" and body == b""
+
+
+def test_an_answer_sent_before_the_body_is_read_reaches_the_client(tmp_path, connect):
+    """A worker may answer (401, 413, 429) without reading a large body, and
+    close: the relay's next send fails, but the answer is still delivered."""
+    body = b"x" * 2_000_000
+    Workers(str(tmp_path / "workers.sock"), answer=b"HTTP/1.1 401 UNAUTHORIZED\r\nContent-Length: 2\r\n\r\nno", limit=0)
+    with running_relay(tmp_path, Settings(30.0, 1000, len(body))) as path:
+        client = connect(path)
+        client.sendall(packet(("REQUEST_METHOD", "PUT"), ("CONTENT_LENGTH", str(len(body)))) + body)
+        assert answer(client).endswith(b"no")
+
+
+def test_a_request_the_workers_cannot_take_does_not_stop_the_relay(tmp_path, connect):
+    """No worker socket yet (a restart): a late body's request is dropped
+    (the router answers 502), and the relay goes on serving."""
+    with running_relay(tmp_path, Settings(0.3, 1000, LIMIT)) as path:
+        client = connect(path)
+        client.sendall(packet(("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "100")) + b"x")
+        assert answer(client) == b""  # dropped at its deadline
+        workers = Workers(str(tmp_path / "workers.sock"))
+        later = connect(path)
+        later.sendall(packet(("REQUEST_METHOD", "GET")))
+        assert answer(later).endswith(b"ok")
+    workers.listener.close()
