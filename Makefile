@@ -74,7 +74,7 @@ fuzz: install-dev
 bench: install-dev tools
 	bench/install-wrk.sh
 	$(BIN)/python bench/run.py
-	$(BIN)/python bench/front.py
+	$(BIN)/python bench/front_door.py
 	$(BIN)/python bench/image_bench.py
 	$(BIN)/python bench/mixed.py
 	$(BIN)/python bench/filters.py

@@ -36,7 +36,7 @@ import sqlalchemy
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from front import app_env  # noqa: E402
+from front_door import app_env  # noqa: E402
 from report import write_section  # noqa: E402
 from uwsgi_server import PROJECT_DIR, UwsgiServer, migrate  # noqa: E402
 

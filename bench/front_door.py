@@ -6,7 +6,7 @@ the CPU time the server's processes spent per request (read from /proc, so
 it moves less than throughput with what else the machine does), and the
 relay's share of it.
 
-Usage: `.venv/bin/python bench/front.py` (`make bench` runs it). Writes the
+Usage: `.venv/bin/python bench/front_door.py` (`make bench` runs it). Writes the
 "Front door" section of bench/RESULTS.md; wrk's reports go to bench/out/.
 Settings: BENCH_DURATION (seconds per run, default 10), BENCH_WARMUP
 (default 2), BENCH_PORT (default 20100; uses the next one too).
@@ -33,7 +33,7 @@ from wrk_runner import CONNECTIONS, THREADS, run_wrk  # noqa: E402
 
 OUT_DIR = BENCH_DIR / "out"
 RESULTS = BENCH_DIR / "RESULTS.md"
-START, END = "<!-- front door: start (bench/front.py) -->", "<!-- front door: end -->"
+START, END = "<!-- front door: start (bench/front_door.py) -->", "<!-- front door: end -->"
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 PORT = int(os.environ.get("BENCH_PORT", "20100"))
@@ -125,7 +125,7 @@ def main():
     baseline = max(results["http-socket", True].requests_per_second, results["http-socket", False].requests_per_second)
     lines = [
         START,
-        "## Front door (bench/front.py)",
+        "## Front door (bench/front_door.py)",
         "",
         f"GET /item/chair with a token, wrk {THREADS} threads x {CONNECTIONS} connections, "
         f"{DURATION} s after {WARMUP} s of warm-up, 2 workers, SQLite; written {time.strftime('%Y-%m-%d %H:%M')}.",
