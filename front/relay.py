@@ -15,15 +15,16 @@ On the way it:
 - decodes a body sent with `Transfer-Encoding: chunked` and sends it on
   with a Content-Length;
 - gives a body REQUEST_BODY_TIMEOUT seconds, plus one for every
-  REQUEST_BODY_MIN_RATE bytes it holds (of a chunked body, whose length is
-  not known, for every such bytes that arrived). A body late by then, or
+  REQUEST_BODY_MIN_RATE bytes it holds (a chunked body, whose length is not
+  known, for those that arrived so far). A body late by then, or
   with broken chunked framing, is not read further: the request goes on
   without it, marked STORES_API_BODY_ERROR (`timeout`, `chunking`; a
   Content-Length that is no number: `length`), and wsgi.py answers 408 or
   400, closing the connection;
-- holds no body larger than any route takes (the image upload's): such a
-  request goes on at once without its body, and the app answers 413 from
-  its Content-Length without reading one;
+- holds no body larger than any route takes (the image upload's), nor a
+  chunked one once it declares more: such a request goes on at once
+  without its body, and the app answers 413 from its Content-Length
+  without reading one.
 
 The packet is uWSGI's: a 4-byte header (modifier1, the variables' size as
 a little-endian u16, modifier2), then each variable as a u16 length and the
