@@ -185,6 +185,25 @@ def test_the_address_is_the_last_entry_the_proxy_wrote(server):
         time.sleep(0.1)
 
 
+def test_expect_100_continue_is_answered_at_once(server):
+    """A client that sends `Expect: 100-continue` waits for "100 Continue"
+    before its body (curl does for bodies over 1 MiB, and gives up waiting
+    after 1 s): it comes at once, and the request then goes through."""
+    body = json.dumps({"username": "expecter", "password": "expecter-password"}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=0.5) as s:
+        s.sendall(
+            b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        assert s.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")  # within the 0.5 s timeout
+        s.settimeout(10)
+        s.sendall(body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert split_response(answer)[0] == 201, answer
+
+
 def test_chunked_json_body_is_read(server):
     body = json.dumps({"username": "chunky", "password": "chunky-password"}).encode()
     chunks = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (body[:10], body[10:]))
