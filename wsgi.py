@@ -14,7 +14,7 @@ for `make run` and Heroku.
 2. The request body's faults that the relay found. On `make run` and
 Heroku, front/relay.py waits for each whole body (decoding a chunked one)
 before a worker sees the request; a body late past its deadline, with
-broken chunked framing or with a Content-Length that is no number, arrives
+broken chunked framing or with framing that cannot be trusted, arrives
 here as an empty body marked STORES_API_BODY_ERROR, and is answered 408 or
 400 with `Connection: close`.
 Behind Nginx the body is whole (and de-chunked) already.
@@ -57,7 +57,11 @@ gc.set_threshold(20_000, 50, 100)
 BODY_ERRORS = {
     "timeout": ("408 REQUEST TIMEOUT", "request_timeout", "The request body did not arrive in time."),
     "chunking": ("400 BAD REQUEST", "bad_request", "The chunked request body could not be read."),
-    "length": ("400 BAD REQUEST", "bad_request", "The Content-Length is not a number."),
+    "framing": (
+        "400 BAD REQUEST",
+        "bad_request",
+        "The request's length cannot be read: send a numeric Content-Length, or Transfer-Encoding: chunked alone.",
+    ),
 }
 
 

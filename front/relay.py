@@ -18,9 +18,10 @@ On the way it:
   REQUEST_BODY_MIN_RATE bytes it holds (a chunked body, whose length is not
   known, for those that arrived so far). A body late by then, or
   with broken chunked framing, is not read further: the request goes on
-  without it, marked STORES_API_BODY_ERROR (`timeout`, `chunking`; a
-  Content-Length that is no number: `length`), and wsgi.py answers 408 or
-  400, closing the connection;
+  without it, marked STORES_API_BODY_ERROR (`timeout`, `chunking`), and
+  wsgi.py answers 408 or 400, closing the connection. So is a request whose
+  framing cannot be trusted (`framing`): a Content-Length that is no
+  number, a Transfer-Encoding other than `chunked`, or both headers;
 - holds no body larger than any route takes (the image upload's), nor a
   chunked one once it declares more: such a request goes on at once
   without its body, and the app answers 413 from its Content-Length
@@ -43,6 +44,9 @@ log = logging.getLogger("stores_api.front")
 READ, WRITE = select.EPOLLIN, select.EPOLLOUT
 # A chunk-size line longer than this is not HTTP framing.
 LONGEST_CHUNK_LINE = 1024
+# A chunked body may bring this many times the largest body in all (chunks of
+# 1 byte are 6 bytes on the wire); past it, it is refused as bad framing.
+FRAMING_ALLOWANCE = 6
 # The router sends a packet at once; a connection that does not is dropped.
 PACKET_TIMEOUT = 10
 # How often deadlines are checked, and a busy worker socket is tried again.
@@ -191,6 +195,9 @@ class Request:
             settings = self.relay.settings
             arrived, self.received = self.received, bytearray()
             self.arrived += len(arrived)
+            if self.arrived > FRAMING_ALLOWANCE * settings.largest_body + LONGEST_CHUNK_LINE:
+                self.fail(b"chunking")  # mostly framing: extensions, trailers, tiny chunks
+                return
             self.deadline = self.started + settings.allowed(min(self.arrived, settings.largest_body))
             try:
                 self.decoder.feed(arrived)
@@ -214,19 +221,23 @@ class Request:
             self.forward(b"")  # no body: the most common request, sent on as it came
             return
         self.variables = parse_variables(packet)
-        chunked = False
-        for name, value in self.variables:
-            if name == b"CONTENT_LENGTH":
-                digits = value.strip(b" \t")
-                if not digits.isdigit():
-                    self.fail(b"length")  # what length the worker would read is anyone's guess
-                    return
-                self.length = int(digits)
-                self.changed = digits != value  # the worker gets the plain number
-            elif name == b"HTTP_TRANSFER_ENCODING" and b"chunked" in value.lower():
-                chunked = True
+        framing = dict(self.variables)  # uWSGI's router joins repeated header lines into one
+        length = framing.get(b"CONTENT_LENGTH")
+        encoding = framing.get(b"HTTP_TRANSFER_ENCODING")
+        if length is not None:
+            digits = length.strip(b" \t")
+            if not digits.isdigit() or encoding is not None:
+                # What the worker would read is anyone's guess (and, with both,
+                # a way to smuggle a second request past a proxy): refused.
+                self.fail(b"framing")
+                return
+            self.length = int(digits)
+            self.changed = digits != length  # the worker gets the plain number
+        elif encoding is not None and encoding.strip(b" \t").lower() != b"chunked":
+            self.fail(b"framing")  # gzip, chunked; a misspelling: the router sends no body for them
+            return
         settings = self.relay.settings
-        if chunked and not self.length:
+        if encoding is not None:
             self.decoder = ChunkedDecoder()
             self.arrived = 0
             self.deadline = self.started + settings.allowed(0)

@@ -274,7 +274,7 @@ def test_a_content_length_that_is_no_number_is_marked(relay, connect, sent):
     client.sendall(packet(("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", sent)) + b"hello")
     assert answer(client).endswith(b"ok")
     (_, variables, body) = workers.requests[0]
-    assert variables[b"STORES_API_BODY_ERROR"] == b"length" and body == b""
+    assert variables[b"STORES_API_BODY_ERROR"] == b"framing" and body == b""
 
 
 def test_an_answer_sent_before_the_body_is_read_reaches_the_client(tmp_path, connect):
@@ -300,3 +300,38 @@ def test_a_request_the_workers_cannot_take_does_not_stop_the_relay(tmp_path, con
         later.sendall(packet(("REQUEST_METHOD", "GET")))
         assert answer(later).endswith(b"ok")
     workers.listener.close()
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        [("HTTP_TRANSFER_ENCODING", "xchunked")],
+        [("HTTP_TRANSFER_ENCODING", "gzip, chunked")],
+        [("HTTP_TRANSFER_ENCODING", "chunked"), ("CONTENT_LENGTH", "3")],
+        [("CONTENT_LENGTH", "0"), ("HTTP_TRANSFER_ENCODING", "chunked")],
+    ],
+)
+def test_framing_that_cannot_be_trusted_is_marked_at_once(relay, connect, framing):
+    """Not waited for (the router sends no body for an encoding it does not
+    know), and never both headers (a way to smuggle a request)."""
+    path, workers = relay
+    client = connect(path)
+    client.sendall(packet(("REQUEST_METHOD", "POST"), *framing) + b"3\r\nabc\r\n0\r\n\r\n")
+    assert answer(client).endswith(b"ok")
+    (_, variables, body) = workers.requests[0]
+    assert variables[b"STORES_API_BODY_ERROR"] == b"framing" and body == b""
+
+
+def test_a_chunked_body_of_mostly_framing_is_refused(relay, connect):
+    """Chunk extensions cost the relay's CPU and carry no body: past six
+    times the largest body on the wire, the body is refused."""
+    path, workers = relay
+    client = connect(path)
+    client.sendall(packet(("REQUEST_METHOD", "POST"), ("HTTP_TRANSFER_ENCODING", "chunked")))
+    try:
+        for _ in range(20):
+            client.sendall(b"1;" + b"e" * 900 + b"\r\nx\r\n")
+    except BrokenPipeError:
+        pass  # answered and closed
+    assert answer(client).endswith(b"ok")
+    assert workers.requests[0][1][b"STORES_API_BODY_ERROR"] == b"chunking"
