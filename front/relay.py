@@ -51,6 +51,8 @@ FRAMING_ALLOWANCE = 6
 PACKET_TIMEOUT = 10
 # How often deadlines are checked, and a busy worker socket is tried again.
 TICK = 0.05
+# How long an answered connection waits for the router to close it.
+LINGER = 5
 RECEIVE = 262144
 
 
@@ -142,7 +144,7 @@ class Request:
 
     __slots__ = (
         "relay", "client", "received", "packet", "packet_size", "variables", "length", "decoder", "arrived",
-        "started", "deadline", "worker", "to_worker", "to_client", "paused", "forwarded", "changed",
+        "started", "deadline", "worker", "to_worker", "to_client", "paused", "forwarded", "changed", "lingering",
     )  # fmt: skip
 
     def __init__(self, relay, client):
@@ -159,6 +161,7 @@ class Request:
         self.to_client = b""  # the answer, as far as the router has not taken it
         self.paused = False  # the worker is not read while the router lags
         self.forwarded = False
+        self.lingering = False  # answered, waiting for the router to close
 
     # -- the router's side ------------------------------------------------------
     def client_event(self, events):
@@ -256,9 +259,9 @@ class Request:
         self.forward(b"")
 
     def expired(self, now):
-        if self.forwarded or now < self.deadline:
+        if now < self.deadline or (self.forwarded and not self.lingering):
             return False
-        if self.variables is None:
+        if self.lingering or self.variables is None:
             self.close()
         else:
             self.fail(b"timeout")
@@ -326,7 +329,7 @@ class Request:
         except OSError:
             data = b""
         if not data:
-            self.close()  # the answer is all sent: the worker is not read while the router lags
+            self.finish()  # the answer is all sent: the worker is not read while the router lags
             return
         self.to_client = data
         self.client_writable()
@@ -350,6 +353,23 @@ class Request:
             self.paused = False
             self.relay.modify(self.client, READ)
             self.relay.register(self.worker, READ | (WRITE if self.to_worker else 0), self.worker_event)
+
+    def finish(self):
+        """The answer is all sent: end it (EOF to the router), and read and
+        drop what is left of the request until the router closes, or LINGER
+        seconds. Closing with the request's bytes unread would reset the
+        connection, and the router could lose the answer."""
+        self.relay.unregister(self.worker)
+        self.worker.close()
+        self.worker = None
+        try:
+            self.client.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.lingering = True
+        self.deadline = time.monotonic() + LINGER
+        self.relay.pending.add(self)
 
     def close(self):
         self.forwarded = True
@@ -434,7 +454,7 @@ class Relay:
         """Deadlines, and requests waiting for room at the workers."""
         for request in list(self.pending):
             self.guarded(request, request.expired, now)
-        self.pending = {request for request in self.pending if not request.forwarded}
+        self.pending = {request for request in self.pending if not request.forwarded or request.lingering}
         waiting, self.waiting = self.waiting, set()
         for request in waiting:
             self.guarded(request, request.connect)
