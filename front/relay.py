@@ -120,10 +120,8 @@ class ChunkedDecoder:
             size = line.split(b";", 1)[0].strip()
             if not size or len(size) > 16 or size.strip(b"0123456789abcdefABCDEF"):
                 raise BadChunking
-            if int(size, 16) == 0:
-                self.trailers = True
-            else:
-                self.left = int(size, 16)
+            self.left = int(size, 16) or None
+            self.trailers = self.left is None
 
 
 class Settings:
@@ -255,17 +253,17 @@ class Request:
         """The body will not be read: the app answers for it (wsgi.py)."""
         self.variables = [*self.variables, (b"STORES_API_BODY_ERROR", reason)]
         self.changed = True
-        self.length = 0
         self.forward(b"")
 
-    def expired(self, now):
-        if now < self.deadline or (self.forwarded and not self.lingering):
-            return False
+    def expire(self, now):
+        """Past its deadline: a packet never whole or an answered connection
+        the router keeps open is closed; a late body goes on without it."""
+        if now < self.deadline:
+            return
         if self.lingering or self.variables is None:
             self.close()
         else:
             self.fail(b"timeout")
-        return True
 
     # -- the workers' side ------------------------------------------------------
     def forward(self, body, length=None):
@@ -273,6 +271,7 @@ class Request:
         (by default, as long as `body`: only a body the app refuses unread
         is sent shorter than its length)."""
         self.forwarded = True
+        self.relay.pending.discard(self)
         if self.decoder is not None or self.changed:
             framing = (b"CONTENT_LENGTH", b"HTTP_TRANSFER_ENCODING")
             variables = [v for v in self.variables if v[0] not in framing]
@@ -390,7 +389,7 @@ class Relay:
         self.poll = select.epoll()
         self.handlers = {}  # file descriptor -> what handles its events
         self.active = set()  # requests not yet closed
-        self.pending = set()  # requests whose packet or body is still arriving
+        self.pending = set()  # requests with a deadline running: still arriving, or answered and lingering
         self.waiting = set()  # requests waiting for room in the workers' backlog
         self.stopping = False
         self.listener = listener
@@ -453,8 +452,7 @@ class Relay:
     def tick(self, now):
         """Deadlines, and requests waiting for room at the workers."""
         for request in list(self.pending):
-            self.guarded(request, request.expired, now)
-        self.pending = {request for request in self.pending if not request.forwarded or request.lingering}
+            self.guarded(request, request.expire, now)
         waiting, self.waiting = self.waiting, set()
         for request in waiting:
             self.guarded(request, request.connect)
@@ -480,20 +478,6 @@ def settings_from_environment():
     values.update(from_environment(settings))
     largest = max(values["MAX_CONTENT_LENGTH"] or 0, largest_upload_body(values))
     return Settings(values["REQUEST_BODY_TIMEOUT"], values["REQUEST_BODY_MIN_RATE"], largest)
-
-
-def bind(path):
-    """A listening Unix socket at `path` that only this user may open."""
-    if os.path.exists(path):
-        os.unlink(path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    previous = os.umask(0o177)
-    try:
-        listener.bind(path)
-    finally:
-        os.umask(previous)
-    listener.listen(1024)
-    return listener
 
 
 def inherited(path):

@@ -2,6 +2,7 @@
 router does, and a recording stand-in for the workers sees what reaches them
 and when. (tests/live/test_slow_clients.py runs it inside uWSGI.)"""
 
+import os
 import socket
 import struct
 import threading
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from front.relay import BadChunking, ChunkedDecoder, Relay, Settings, bind, build_packet, parse_variables
+from front.relay import BadChunking, ChunkedDecoder, Relay, Settings, build_packet, parse_variables
 
 LIMIT = 1000  # the largest body any route takes, in these tests
 
@@ -47,6 +48,20 @@ class Workers:
                     body += conn.recv(65536)
                 self.requests.append((time.monotonic(), variables, body))
                 conn.sendall(self.answer)
+
+
+def bind(path):
+    """A listening Unix socket at `path`, as uWSGI's master makes the relay's (shared-socket, mode 600)."""
+    if os.path.exists(path):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(previous)
+    listener.listen(1024)
+    return listener
 
 
 class CountedPoll:
