@@ -2,7 +2,7 @@
 
 `app` is what `create_app()` builds (with `lazy-apps`, once per worker, after
 the fork: nothing opened before it is shared). `application` is that app with
-three things the server has to supply.
+two things the server has to supply.
 
 1. The path behind Nginx. Nginx's decoded `$uri` is also normalised
 (`drafts%2F..%2Fbob-widget` would arrive as `bob-widget`, `a%2F%2Fb` as
@@ -11,20 +11,13 @@ says so with STORES_API_PATH_INFO_ENCODED=1. Decoding it here once, with no
 normalisation, gives the app the same name uWSGI's own HTTP parser gives it
 for `make run` and Heroku.
 
-2. The request body's faults that the relay found. On `make run` and
-Heroku, front/relay.py waits for each whole body (decoding a chunked one)
-before a worker sees the request; a body late past its deadline, with
-broken chunked framing or with framing that cannot be trusted, arrives
-here as an empty body marked STORES_API_BODY_ERROR, and is answered 408 or
-400 with `Connection: close`.
-Behind Nginx the body is whole (and de-chunked) already.
-
-3. Answers that may carry no body (204, 304) end their connection. uWSGI's
-HTTP router keeps a connection alive by sending an answer without a length
-chunked (uwsgi.ini's `http-auto-chunked`), whatever its status: a 304 or 204
-would be followed by a `0` chunk, which the client reads as the start of its
-next answer. With `Connection: close` the router sends the answer as it is
-and closes; the client's next request opens a new connection.
+2. The request's faults that the relay found. On `make run` and Heroku,
+front/relay.py reads each whole request (decoding a chunked body) before a
+worker sees it; a request whose body is late past its deadline, whose head
+or framing cannot be read or trusted, or that carries more than one
+X-Forwarded-For line behind a trusted proxy, arrives here without its body,
+marked STORES_API_REQUEST_ERROR, and is answered 408 or 400 with
+`Connection: close`. Behind Nginx the body is whole (and de-chunked) already.
 
 Outside uWSGI (`flask run`, the test client) there is no `uwsgi` module and
 the app is served as is.
@@ -53,8 +46,8 @@ app = create_app()
 gc.freeze()
 gc.set_threshold(20_000, 50, 100)
 
-# The relay's marks (STORES_API_BODY_ERROR) and their answers.
-BODY_ERRORS = {
+# The relay's marks (STORES_API_REQUEST_ERROR) and their answers.
+REQUEST_ERRORS = {
     "timeout": ("408 REQUEST TIMEOUT", "request_timeout", "The request body did not arrive in time."),
     "chunking": ("400 BAD REQUEST", "bad_request", "The chunked request body could not be read."),
     "framing": (
@@ -62,6 +55,8 @@ BODY_ERRORS = {
         "bad_request",
         "The request's length cannot be read: send a numeric Content-Length, or Transfer-Encoding: chunked alone.",
     ),
+    "head": ("400 BAD REQUEST", "bad_request", "The request line or headers could not be read, or are too large."),
+    "forwarded": ("400 BAD REQUEST", "bad_request", "Send at most one X-Forwarded-For header."),
 }
 
 
@@ -80,20 +75,6 @@ def _error(start_response, status, error, message):
     return [body]
 
 
-BODYLESS_STATUSES = ("204", "304")
-
-
-def closing_bodyless_answers(start_response):
-    """start_response, adding `Connection: close` to a 204 or 304 (see 3. above)."""
-
-    def start(status, headers, exc_info=None):
-        if status[:3] in BODYLESS_STATUSES:
-            headers = [*headers, ("Connection", "close")]
-        return start_response(status, headers, exc_info)
-
-    return start
-
-
 def application(environ, start_response):
     if environ.pop("STORES_API_PATH_INFO_ENCODED", None) == "1":
         # WSGI strings are bytes decoded as latin-1 (PEP 3333); Werkzeug turns
@@ -102,8 +83,7 @@ def application(environ, start_response):
         environ["PATH_INFO"] = unquote_to_bytes(environ.get("PATH_INFO", "")).decode("latin-1")
     if uwsgi is None:
         return app(environ, start_response)
-    start_response = closing_bodyless_answers(start_response)
-    fault = BODY_ERRORS.get(environ.pop("STORES_API_BODY_ERROR", None))
+    fault = REQUEST_ERRORS.get(environ.pop("STORES_API_REQUEST_ERROR", None))
     if fault:
         return _error(start_response, *fault)
     return app(environ, start_response)

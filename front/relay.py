@@ -1,39 +1,57 @@
-"""Whole requests for the workers: a relay between uWSGI's HTTP router and them.
+"""The HTTP front of `uwsgi --ini uwsgi.ini`: whole requests for the workers.
 
     uwsgi --ini uwsgi.ini     runs this file as __main__ in a uWSGI mule
 
-The router (`http =`) reads a request's headers, turns them into one uwsgi
-packet, then passes the body on as the client sends it. The relay takes
-packet and body on a private Unix socket (uwsgi.ini's `http-to`), and only
-once the body is all in does it connect to the workers (`socket`) and send
-them the whole request; their answer goes back to the router untouched.
-One process waits on every socket at once (epoll), so a client trickling
-its body costs a socket here, never a worker. A request without a body (no
-Content-Length, not chunked) is sent on as it came, unparsed.
+uWSGI's master opens the public port (uwsgi.ini's `shared-socket`). This one
+process takes every connection on it and waits on all of them at once
+(epoll): it reads each request's head and body, and only once the request
+is whole does it connect to the workers (`socket`, a private Unix socket)
+and send it to them as uWSGI's packet and the body. The answer goes back to
+the client as it comes. A client trickling its head or its body costs a
+socket here, never a worker.
+
+A connection serves one request after another (HTTP/1.1 keep-alive, also
+after a request with a body; pipelined requests are answered in order). It
+ends after an answer the client could not tell the end of (no
+Content-Length), after `Connection: close` from either side, after an
+HTTP/1.0 request, and once idle for HEAD_TIMEOUT seconds.
 
 On the way it:
+- builds the packet as uWSGI's own HTTP router does (the same variables;
+  PATH_INFO decoded and its dot segments removed by the same rules, see
+  `decode_path`), except that a header whose name holds `_` is dropped, as
+  Nginx drops it: `X_Forwarded_For` would otherwise pass for
+  `X-Forwarded-For`;
+- answers `Expect: 100-continue` at once, so the client sends its body now;
 - decodes a body sent with `Transfer-Encoding: chunked` and sends it on
   with a Content-Length;
-- gives a body REQUEST_BODY_TIMEOUT seconds, plus one for every
-  REQUEST_BODY_MIN_RATE bytes it holds (a chunked body, whose length is not
-  known, for those that arrived so far). A body late by then, or
-  with broken chunked framing, is not read further: the request goes on
-  without it, marked STORES_API_BODY_ERROR (`timeout`, `chunking`), and
-  wsgi.py answers 408 or 400, closing the connection. So is a request whose
-  framing cannot be trusted (`framing`): a Content-Length that is no
-  number, a Transfer-Encoding other than `chunked`, or both headers;
+- gives a head HEAD_TIMEOUT seconds and a body REQUEST_BODY_TIMEOUT, plus
+  one for every REQUEST_BODY_MIN_RATE bytes it holds (a chunked body, whose
+  length is not known, for those that arrived so far). A head late by then
+  ends the connection. A body late by then is not read further: the request
+  goes on without it, marked STORES_API_REQUEST_ERROR (`timeout`), and
+  wsgi.py answers 408, closing the connection. So it is, answered 400, for a
+  head that is no HTTP/1.x or larger than HEAD_LIMIT (`head`), broken
+  chunked framing (`chunking`), framing that cannot be trusted
+  (`framing`: a Content-Length that is no number, a Transfer-Encoding other
+  than `chunked`, or both headers) and, when TRUSTED_PROXY_COUNT is set, more
+  than one X-Forwarded-For line (`forwarded`: the proxy may have appended
+  the client's address to any of them, and the others are the client's);
 - holds no body larger than any route takes (the image upload's), nor a
   chunked one once it declares more: such a request goes on at once
   without its body, and the app answers 413 from its Content-Length
   without reading one.
 
-The packet is uWSGI's: a 4-byte header (modifier1, the variables' size as
-a little-endian u16, modifier2), then each variable as a u16 length and the
+The packet: a 4-byte header (modifier1 0, the variables' size as a
+little-endian u16, modifier2 0), then each variable as a u16 length and the
 bytes of its name, the same for its value.
 """
 
+import errno
 import logging
 import os
+import re
+import resource
 import select
 import signal
 import socket
@@ -42,21 +60,44 @@ import time
 
 log = logging.getLogger("stores_api.front")
 READ, WRITE = select.EPOLLIN, select.EPOLLOUT
+# A request's head (request line and headers) may be this large, and must be
+# in within HEAD_TIMEOUT seconds of the connection opening or of its previous
+# answer (so an idle kept-alive connection closes after as long).
+HEAD_LIMIT = 65536
+HEAD_TIMEOUT = 10
+# A client that takes no part of its answer for this long is dropped.
+ANSWER_TIMEOUT = 30
 # A chunk-size line longer than this is not HTTP framing.
 LONGEST_CHUNK_LINE = 1024
 # A chunked body may bring this many times the largest body in all (chunks of
 # 1 byte are 6 bytes on the wire); past it, it is refused as bad framing.
 FRAMING_ALLOWANCE = 6
-# The router sends a packet at once; a connection that does not is dropped.
-PACKET_TIMEOUT = 10
 # How often deadlines are checked, and a busy worker socket is tried again.
 TICK = 0.05
-# How long an answered connection waits for the router to close it.
+# How long an ended connection waits for the client to close it.
 LINGER = 5
 RECEIVE = 262144
+# What a connection is doing.
+HEAD, BODY, FORWARDED, LINGERING = range(4)
+
+TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+HTTP_VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# The one answer the app cannot give: there are no workers to give it.
+NO_WORKERS = (
+    b'{"error": "service_unavailable", "message": "The service is restarting: try again in a moment."}'
+)
+NO_WORKERS_ANSWER = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(NO_WORKERS), NO_WORKERS)
+)
 
 
 class BadChunking(Exception):
+    pass
+
+
+class BadHead(Exception):
     pass
 
 
@@ -75,14 +116,115 @@ def parse_variables(packet):
     return variables
 
 
-def build_packet(modifiers, variables):
-    body = b"".join(struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v for k, v in variables)
-    return bytes((modifiers[0],)) + struct.pack("<H", len(body)) + bytes((modifiers[1],)) + body
+def build_packet(variables):
+    pack = struct.Struct("<H").pack
+    try:
+        body = b"".join(b"".join((pack(len(k)), k, pack(len(v)), v)) for k, v in variables)
+        size = pack(len(body))
+    except struct.error:
+        raise BadHead("the packet would be larger than uWSGI takes") from None
+    return b"\0" + size + b"\0" + body
+
+
+# Header names as variables: CONTENT_TYPE, or HTTP_ and the name in capitals
+# with `-` as `_`. Kept for the names seen, up to a bound (clients choose them).
+VARIABLE_NAMES = {}
+
+
+def variable_name(name):
+    known = VARIABLE_NAMES.get(name)
+    if known is None:
+        known = name.upper().replace(b"-", b"_")
+        if known not in (b"CONTENT_LENGTH", b"CONTENT_TYPE"):
+            known = b"HTTP_" + known
+        if len(VARIABLE_NAMES) < 1024:
+            VARIABLE_NAMES[name] = known
+    return known
+
+
+def decode_path(raw):
+    """PATH_INFO from the request's path, as uWSGI 2.0's HTTP router makes it
+    (core/utils.c, http_url_decode): %XX decoded (a non-hex digit gives a zero
+    byte), runs of `/` made one, `.` and `..` segments of the raw path removed
+    (not those written %2E), nothing from `#` on."""
+    if raw[:1] == b"/" and b"%" not in raw and b"/." not in raw and b"//" not in raw and b"#" not in raw:
+        return raw  # nothing to decode: nearly every request
+    zero, percent1, percent2, slash, dot, dotdot = range(6)
+    out = bytearray()
+    no_slash = raw[:1] not in (b"/", b"")
+    status = slash if no_slash else zero
+    first = 0
+    for i, c in enumerate(raw):
+        if c == 0x23:  # '#'
+            break
+        if status == zero:
+            if c == 0x25:
+                status = percent1
+            elif c == 0x2F:
+                status = slash
+            else:
+                out.append(c)
+        elif status == percent1:
+            if c == 0x25:
+                out.append(c)
+                status = zero
+            else:
+                first, status = c, percent2
+        elif status == percent2:
+            out.append(hex_pair(first, c))
+            status = zero
+        elif status == slash:
+            if c == 0x2E:
+                status = dot
+                continue
+            if i > 0 or not no_slash:
+                out.append(0x2F)
+            status = percent1 if c == 0x25 else slash if c == 0x2F else zero
+            if status == zero:
+                out.append(c)
+        elif status == dot:
+            if c == 0x2E:
+                status = dotdot
+                continue
+            if c == 0x2F:
+                status = slash
+                continue
+            if i > 1:
+                out.append(0x2F)
+            out.append(0x2E)
+            status = percent1 if c == 0x25 else zero
+            if status == zero:
+                out.append(c)
+        else:  # dotdot
+            if c == 0x2F:
+                cut = out.rfind(b"/")
+                del out[max(cut, 0) :]
+                status = slash
+                continue
+            if i > 2:
+                out.append(0x2F)
+            out += b".."
+            status = percent1 if c == 0x25 else zero
+            if status == zero:
+                out.append(c)
+    if status in (slash, dot):
+        out.append(0x2F)
+    elif status == dotdot:
+        del out[out.rfind(b"/") + 1 :]
+    return bytes(out)
+
+
+def hex_pair(high, low):
+    """uWSGI's hex2num: the byte two hex digits write, or 0 if either is none."""
+    digits = b"0123456789abcdef"
+    high, low = digits.find(bytes((high,)).lower()), digits.find(bytes((low,)).lower())
+    return 0 if high < 0 or low < 0 else (high << 4) + low
 
 
 class ChunkedDecoder:
     """A chunked body fed in pieces; `done` once the last chunk and the
-    trailers are in. `body` holds the decoded bytes."""
+    trailers are in. `body` holds the decoded bytes, and `pending` what
+    came after the body (the next request on the connection)."""
 
     def __init__(self):
         self.body = bytearray()
@@ -127,45 +269,62 @@ class ChunkedDecoder:
 class Settings:
     """What the relay needs of the app's settings."""
 
-    def __init__(self, body_timeout, body_min_rate, largest_body):
+    def __init__(self, body_timeout, body_min_rate, largest_body, trusted_proxies=0):
         self.body_timeout = body_timeout
         self.body_min_rate = body_min_rate
         self.largest_body = largest_body
+        self.trusted_proxies = trusted_proxies
 
     def allowed(self, length):
         """Seconds a body of `length` bytes may take to arrive."""
         return self.body_timeout + length / self.body_min_rate
 
 
-class Request:
-    """One request from the router: its packet, its body, then the answer back."""
+class Connection:
+    """One client's connection: its requests, one at a time, each read
+    whole, sent to a worker, and its answer sent back."""
 
     __slots__ = (
-        "relay", "client", "received", "packet", "packet_size", "variables", "length", "decoder", "arrived",
-        "started", "deadline", "worker", "to_worker", "to_client", "paused", "forwarded", "changed", "lingering",
+        "relay", "client", "address", "client_mask", "received", "state", "deadline", "started", "method",
+        "variables", "keep_alive", "length", "decoder", "arrived", "discard", "worker", "worker_mask",
+        "to_worker", "to_client", "answer_head", "answer_size", "paused",
     )  # fmt: skip
 
-    def __init__(self, relay, client):
+    def __init__(self, relay, client, address):
         self.relay, self.client = relay, client
+        self.address = address  # REMOTE_ADDR, REMOTE_PORT
+        self.client_mask = 0
         self.received = bytearray()
-        self.packet_size = None
-        self.variables = None
-        self.length = 0
-        self.decoder = None
-        self.started = time.monotonic()
-        self.deadline = self.started + PACKET_TIMEOUT
         self.worker = None
-        self.to_worker = None  # the request, as far as the worker has not taken it
-        self.to_client = b""  # the answer, as far as the router has not taken it
-        self.paused = False  # the worker is not read while the router lags
-        self.forwarded = False
-        self.lingering = False  # answered, waiting for the router to close
+        self.worker_mask = 0
+        self.next_request()
 
-    # -- the router's side ------------------------------------------------------
+    def next_request(self):
+        self.state = HEAD
+        self.started = time.monotonic()
+        self.deadline = self.started + HEAD_TIMEOUT
+        self.relay.pending.add(self)
+        self.method = self.variables = self.decoder = None
+        self.keep_alive = False
+        self.length = 0
+        self.discard = self.paused = False
+        self.to_worker = None  # the request, as far as the worker has not taken it
+        self.to_client = b""  # the answer, as far as the client has not taken it
+        self.answer_head = bytearray()
+        self.answer_size = 0
+        self.watch_client(READ)
+
+    def watch_client(self, mask):
+        self.client_mask = self.relay.watch(self.client, self.client_mask, mask, self.client_event)
+
+    def watch_worker(self, mask):
+        self.worker_mask = self.relay.watch(self.worker, self.worker_mask, mask, self.worker_event)
+
+    # -- the client's side -----------------------------------------------------
     def client_event(self, events):
         if events & WRITE:
             self.client_writable()
-        if events & READ and self.client is not None:
+        if events & (READ | select.EPOLLHUP | select.EPOLLERR) and self.client is not None and not self.paused:
             self.client_readable()
 
     def client_readable(self):
@@ -176,24 +335,39 @@ class Request:
         except OSError:
             data = b""
         if not data:
-            self.close()
-        elif not self.forwarded:
-            self.take(data)
-        # else: the rest of a body the app will not read, dropped (left
-        # unread, it would reset the connection and could lose the answer)
+            if self.state == FORWARDED:
+                self.keep_alive = False  # it sent all it will: let it have its answer
+                self.watch_client(0)
+            else:
+                self.close()
+        elif self.state in (HEAD, BODY):
+            self.received += data
+            self.advance()
+        elif self.state == FORWARDED and not self.discard:
+            # The next request, sent before this one's answer: kept for later.
+            self.received += data
+            if len(self.received) > HEAD_LIMIT:
+                self.watch_client(0)
+        # else: the rest of a body the app will not read, or a request after
+        # the last answer: dropped (left unread, they would reset the
+        # connection, and the client could lose its answer)
 
-    def take(self, data):
-        self.received += data
-        if self.variables is None:
-            if self.packet_size is None and len(self.received) >= 4:
-                self.packet_size = 4 + int.from_bytes(self.received[1:3], "little")
-            if self.packet_size is None or len(self.received) < self.packet_size:
+    def advance(self):
+        if self.state == HEAD:
+            if self.received[:2] == b"\r\n":
+                del self.received[:2]  # an empty line before a request may be ignored
+            end = self.received.find(b"\r\n\r\n", 0, HEAD_LIMIT + 4)
+            if end < 0:
+                if len(self.received) > HEAD_LIMIT:
+                    self.read_head(None)
                 return
-            self.read_packet()
-            if self.forwarded:
-                return
+            head = bytes(self.received[:end])
+            del self.received[: end + 4]
+            self.read_head(head)
+        if self.state != BODY:
+            return
+        settings = self.relay.settings
         if self.decoder is not None:
-            settings = self.relay.settings
             arrived, self.received = self.received, bytearray()
             self.arrived += len(arrived)
             if self.arrived > FRAMING_ALLOWANCE * settings.largest_body + LONGEST_CHUNK_LINE:
@@ -207,24 +381,36 @@ class Request:
                 return
             if self.decoder.held() > settings.largest_body:
                 # Too large for any route: the app answers 413 from the length.
+                self.discard = True
                 self.forward(b"", length=settings.largest_body + 1)
             elif self.decoder.done:
+                self.received = self.decoder.pending
                 self.forward(bytes(self.decoder.body))
         elif len(self.received) >= self.length:
-            self.forward(bytes(self.received[: self.length]))
+            body = bytes(self.received[: self.length])
+            del self.received[: self.length]
+            self.forward(body)
 
-    def read_packet(self):
-        packet = self.packet = bytes(self.received[: self.packet_size])
-        del self.received[: self.packet_size]
-        self.variables = ()
-        self.changed = False
-        if b"CONTENT_LENGTH" not in packet and b"TRANSFER_ENCODING" not in packet:
-            self.forward(b"")  # no body: the most common request, sent on as it came
+    def read_head(self, head):
+        """The request's variables from its head (None: too large), then its
+        body's framing; a request without a body goes on at once."""
+        try:
+            if head is None:
+                raise BadHead("larger than HEAD_LIMIT")
+            fields, forwarded_lines = self.parse_head(head)
+        except BadHead:
+            self.variables = self.fallback_variables()
+            self.fail(b"head")
             return
-        self.variables = parse_variables(packet)
-        framing = dict(self.variables)  # uWSGI's router joins repeated header lines into one
-        length = framing.get(b"CONTENT_LENGTH")
-        encoding = framing.get(b"HTTP_TRANSFER_ENCODING")
+        if forwarded_lines > 1 and self.relay.settings.trusted_proxies:
+            self.fail(b"forwarded")
+            return
+        length = fields.get(b"CONTENT_LENGTH")
+        encoding = fields.get(b"HTTP_TRANSFER_ENCODING")
+        if length is None and encoding is None:
+            self.forward(b"")  # no body: the most common request
+            return
+        settings = self.relay.settings
         if length is not None:
             digits = length.strip(b" \t")
             if not digits.isdigit() or encoding is not None:
@@ -233,52 +419,130 @@ class Request:
                 self.fail(b"framing")
                 return
             self.length = int(digits)
-            self.changed = digits != length  # the worker gets the plain number
-        elif encoding is not None and encoding.strip(b" \t").lower() != b"chunked":
-            self.fail(b"framing")  # gzip, chunked; a misspelling: the router sends no body for them
+        elif encoding.lower() != b"chunked":
+            self.fail(b"framing")  # gzip, chunked; a misspelling
             return
-        settings = self.relay.settings
         if encoding is not None:
             self.decoder = ChunkedDecoder()
             self.arrived = 0
             self.deadline = self.started + settings.allowed(0)
         elif self.length > settings.largest_body:
+            self.discard = True
             self.forward(b"", length=self.length)  # the app refuses it (413) without reading a byte
-        elif self.length:
-            self.deadline = self.started + settings.allowed(self.length)
-        else:
+            return
+        elif not self.length:
             self.forward(b"")
+            return
+        else:
+            self.deadline = self.started + settings.allowed(self.length)
+        self.state = BODY
+        if fields.get(b"HTTP_EXPECT", b"").lower() == b"100-continue" and not self.received:
+            self.send_now(CONTINUE)
+
+    def parse_head(self, head):
+        """The packet's variables for `head`, as uWSGI's HTTP router makes
+        them; returns the headers (name -> value, repeated lines joined) and
+        how many lines of X-Forwarded-For there were."""
+        if head.count(b"\n") != head.count(b"\r") or b"\0" in head:
+            raise BadHead("a line ends other than with CRLF")
+        lines = head.split(b"\r\n")
+        request_line = lines[0].split(b" ")
+        if len(request_line) != 3:
+            raise BadHead("no request line")
+        method, target, version = request_line
+        if version not in HTTP_VERSIONS or not TOKEN.match(method) or not target:
+            raise BadHead("no HTTP/1.x request line")
+        path, question, query = target.partition(b"?")
+        host, port = self.address
+        variables = [
+            (b"REQUEST_METHOD", method),
+            (b"PATH_INFO", decode_path(path)),
+            (b"REQUEST_URI", target),
+            (b"QUERY_STRING", query),
+            (b"SERVER_PROTOCOL", version),
+            (b"SCRIPT_NAME", b""),
+            (b"SERVER_NAME", self.relay.server_name),
+            (b"SERVER_PORT", self.relay.server_port),
+            (b"REMOTE_ADDR", host),
+            (b"REMOTE_PORT", port),
+        ]
+        fields = {}
+        forwarded_lines = 0
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or not TOKEN.match(name):
+                raise BadHead("a header line is no `name: value` (or is folded)")
+            if b"_" in name:
+                continue
+            key = variable_name(name)
+            value = value.strip(b" \t")
+            if key in fields:
+                fields[key] += b", " + value
+            else:
+                fields[key] = value
+            forwarded_lines += key == b"HTTP_X_FORWARDED_FOR"
+        variables += fields.items()
+        self.method = method
+        connection = fields.get(b"HTTP_CONNECTION", b"").lower()
+        self.keep_alive = version == b"HTTP/1.1" and b"close" not in connection
+        self.variables = variables
+        return fields, forwarded_lines
+
+    def fallback_variables(self):
+        """Enough of a request for the app to answer it 400."""
+        host, port = self.address
+        return [
+            (b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/"), (b"REQUEST_URI", b"/"), (b"QUERY_STRING", b""),
+            (b"SERVER_PROTOCOL", b"HTTP/1.1"), (b"SCRIPT_NAME", b""), (b"SERVER_NAME", self.relay.server_name),
+            (b"SERVER_PORT", self.relay.server_port), (b"REMOTE_ADDR", host), (b"REMOTE_PORT", port),
+        ]  # fmt: skip
 
     def fail(self, reason):
-        """The body will not be read: the app answers for it (wsgi.py)."""
-        self.variables = [*self.variables, (b"STORES_API_BODY_ERROR", reason)]
-        self.changed = True
+        """The rest of the request will not be read: the app answers for it
+        (wsgi.py), and the connection ends."""
+        self.variables = [*self.variables, (b"STORES_API_REQUEST_ERROR", reason)]
+        self.discard = True
         self.forward(b"")
 
+    def send_now(self, data):
+        try:
+            sent = self.client.send(data)
+        except OSError:
+            sent = 0
+        if sent != len(data):
+            self.close()  # a few bytes into an empty socket buffer: the client is gone
+
     def expire(self, now):
-        """Past its deadline: a packet never whole or an answered connection
-        the router keeps open is closed; a late body goes on without it."""
+        """Past its deadline: a late head, a connection idle or lingering too
+        long, or a client not reading its answer, ends; a late body goes on
+        without it."""
         if now < self.deadline:
             return
-        if self.lingering or self.variables is None:
-            self.close()
-        else:
+        if self.state == BODY:
             self.fail(b"timeout")
+        else:
+            self.close()
 
     # -- the workers' side ------------------------------------------------------
     def forward(self, body, length=None):
         """Send the request on, with `body`, saying it is `length` bytes long
         (by default, as long as `body`: only a body the app refuses unread
         is sent shorter than its length)."""
-        self.forwarded = True
+        self.state = FORWARDED
         self.relay.pending.discard(self)
-        if self.decoder is not None or self.changed:
+        variables = self.variables
+        if length is not None or body or self.decoder is not None or self.discard:
             framing = (b"CONTENT_LENGTH", b"HTTP_TRANSFER_ENCODING")
-            variables = [v for v in self.variables if v[0] not in framing]
+            variables = [v for v in variables if v[0] not in framing]
             variables.append((b"CONTENT_LENGTH", str(len(body) if length is None else length).encode()))
-            self.to_worker = memoryview(build_packet((self.packet[0], self.packet[3]), variables) + body)
-        else:
-            self.to_worker = memoryview(self.packet + body)
+        try:
+            packet = build_packet(variables)
+        except BadHead:
+            variables = self.fallback_variables()
+            variables.append((b"STORES_API_REQUEST_ERROR", b"head"))
+            self.discard = True
+            packet, body = build_packet(variables), b""
+        self.to_worker = memoryview(packet + body)
         self.connect()
 
     def connect(self):
@@ -292,11 +556,19 @@ class Request:
             return
         except OSError:
             worker.close()
-            self.close()  # no workers: the router answers 502
+            self.discard = True
+            self.answer_complete(NO_WORKERS_ANSWER)
             return
         self.worker = worker
-        self.relay.register(worker, READ, self.worker_event)
-        self.worker_writable(registered=READ)
+        self.watch_worker(READ)
+        self.worker_writable()
+
+    def answer_complete(self, answer):
+        """An answer given here, not by a worker."""
+        self.to_client = answer
+        self.client_writable()
+        if self.client is not None and not self.paused:
+            self.answered()
 
     def worker_event(self, events):
         # Events of one poll may outlive a request closed earlier in it. The
@@ -304,9 +576,9 @@ class Request:
         if events & (READ | select.EPOLLHUP | select.EPOLLERR) and self.worker is not None and not self.paused:
             self.worker_readable()
         if events & WRITE and self.worker is not None and self.to_worker:
-            self.worker_writable(registered=READ | WRITE)
+            self.worker_writable()
 
-    def worker_writable(self, registered=READ | WRITE):
+    def worker_writable(self):
         try:
             sent = self.worker.send(self.to_worker)
         except (BlockingIOError, InterruptedError):
@@ -316,9 +588,7 @@ class Request:
             # closed: what it answered is still there to read.
             sent = len(self.to_worker)
         self.to_worker = self.to_worker[sent:]
-        wanted = READ | WRITE if self.to_worker else READ
-        if wanted != registered:
-            self.relay.modify(self.worker, wanted)
+        self.watch_worker(READ | WRITE if self.to_worker else READ)
 
     def worker_readable(self):
         try:
@@ -328,8 +598,14 @@ class Request:
         except OSError:
             data = b""
         if not data:
-            self.finish()  # the answer is all sent: the worker is not read while the router lags
+            self.relay.unwatch(self.worker)
+            self.worker.close()
+            self.worker, self.worker_mask = None, 0
+            self.answered()
             return
+        self.answer_size += len(data)
+        if len(self.answer_head) < HEAD_LIMIT and b"\r\n\r\n" not in self.answer_head:
+            self.answer_head += data[:HEAD_LIMIT]
         self.to_client = data
         self.client_writable()
 
@@ -342,68 +618,119 @@ class Request:
             self.close()
             return
         self.to_client = self.to_client[sent:]
-        if self.to_client and not self.paused:
-            # The router is slower than the worker: wait for it, reading no more
-            # (out of epoll altogether: a closed socket's hang-up would wake it).
-            self.paused = True
-            self.relay.unregister(self.worker)
-            self.relay.modify(self.client, WRITE)
-        elif not self.to_client and self.paused:
+        if self.to_client:
+            if not self.paused:
+                # The client is slower than the worker: wait for it, reading
+                # no more (out of epoll altogether: a closed socket's hang-up
+                # would wake it), for ANSWER_TIMEOUT at most without progress.
+                self.paused = True
+                if self.worker is not None:
+                    self.watch_worker(0)
+                self.watch_client(WRITE)
+            if sent or self not in self.relay.pending:
+                self.deadline = time.monotonic() + ANSWER_TIMEOUT
+                self.relay.pending.add(self)
+        elif self.paused:
             self.paused = False
-            self.relay.modify(self.client, READ)
-            self.relay.register(self.worker, READ | (WRITE if self.to_worker else 0), self.worker_event)
+            self.relay.pending.discard(self)
+            self.watch_client(READ)
+            if self.worker is not None:
+                self.watch_worker(READ | (WRITE if self.to_worker else 0))
+            else:
+                self.answered()  # an answer given here, now all sent
+
+    def answered(self):
+        """The answer is all sent: the next request, or the end."""
+        if self.keep_alive and not self.discard and not self.relay.stopping and self.answer_delimited():
+            self.next_request()
+            if self.received:
+                self.advance()  # pipelined
+        else:
+            self.finish()
+
+    def answer_delimited(self):
+        """Whether the client can tell where the answer ended (so the
+        connection may serve another): its whole body as its
+        Content-Length says, or an answer that has none."""
+        head = bytes(self.answer_head)
+        end = head.find(b"\r\n\r\n")
+        if end < 0 or not head.startswith(b"HTTP/1.1 "):
+            return False
+        lower = head[:end].lower()
+        if b"\r\nconnection: close" in lower or b"\r\ntransfer-encoding:" in lower:
+            return False
+        status = head[9:12]
+        if self.method == b"HEAD" or status[:1] == b"1" or status in (b"204", b"304"):
+            return True
+        start = lower.find(b"\r\ncontent-length:")
+        if start < 0:
+            return False
+        value = lower[start + 17 :].split(b"\r\n", 1)[0].strip()
+        return value.isdigit() and int(value) == self.answer_size - end - 4
 
     def finish(self):
-        """The answer is all sent: end it (EOF to the router), and read and
-        drop what is left of the request until the router closes, or LINGER
-        seconds. Closing with the request's bytes unread would reset the
-        connection, and the router could lose the answer."""
-        self.relay.unregister(self.worker)
-        self.worker.close()
-        self.worker = None
+        """End the connection: EOF to the client, then read and drop what it
+        still sends until it closes, or LINGER seconds. Closing with its
+        bytes unread would reset the connection, and it could lose the answer."""
         try:
             self.client.shutdown(socket.SHUT_WR)
         except OSError:
             self.close()
             return
-        self.lingering = True
+        self.state = LINGERING
+        self.discard = True
         self.deadline = time.monotonic() + LINGER
         self.relay.pending.add(self)
+        self.watch_client(READ)
 
     def close(self):
-        self.forwarded = True
+        self.state = LINGERING
         self.relay.active.discard(self)
         self.relay.pending.discard(self)
         self.relay.waiting.discard(self)
         for sock in (self.client, self.worker):
             if sock is not None:
-                self.relay.unregister(sock)
+                self.relay.unwatch(sock)
                 sock.close()
         self.client = self.worker = None
+
 
 
 class Relay:
     def __init__(self, listener, workers_path, settings):
         self.workers_path = workers_path
         self.settings = settings
+        self.server_name = socket.gethostname().encode()
+        self.server_port = str(listener.getsockname()[1]).encode()
         self.poll = select.epoll()
         self.handlers = {}  # file descriptor -> what handles its events
-        self.active = set()  # requests not yet closed
-        self.pending = set()  # requests with a deadline running: still arriving, or answered and lingering
-        self.waiting = set()  # requests waiting for room in the workers' backlog
+        self.active = set()  # connections not yet closed
+        self.pending = set()  # connections with a deadline running
+        self.waiting = set()  # connections waiting for room in the workers' backlog
         self.stopping = False
         self.listener = listener
         self.listener.setblocking(False)
+        self.accepting = True
         self.register(listener, READ, self.accept)
 
     def register(self, sock, events, handler):
         self.handlers[sock.fileno()] = handler
         self.poll.register(sock, events)
 
-    def modify(self, sock, events):
-        self.poll.modify(sock, events)
+    def watch(self, sock, registered, wanted, handler):
+        """Have epoll report `wanted` events of `sock` (none: out of epoll);
+        returns what is now registered."""
+        if wanted == registered:
+            return wanted
+        if not wanted:
+            self.unwatch(sock)
+        elif not registered:
+            self.register(sock, wanted, handler)
+        else:
+            self.poll.modify(sock, wanted)
+        return wanted
 
-    def unregister(self, sock):
+    def unwatch(self, sock):
         fd = sock.fileno()
         if self.handlers.pop(fd, None) is not None:
             self.poll.unregister(fd)
@@ -415,33 +742,35 @@ class Relay:
     def accept(self, events):
         while True:
             try:
-                client, _ = self.listener.accept()
+                client, (host, port, *_) = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except OSError as error:
+                if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                # Out of file descriptors: take none for a tick (the waiting
+                # connections stay in the listen queue).
+                log.warning("relay: %s; not accepting for %s s", error, TICK)
+                self.unwatch(self.listener)
+                self.accepting = False
+                return
             client.setblocking(False)
-            request = Request(self, client)
-            self.active.add(request)
-            self.pending.add(request)
-            self.register(client, READ, request.client_event)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.active.add(Connection(self, client, (host.encode(), str(port).encode())))
 
     def serve(self, stop=lambda: False):
         next_tick = time.monotonic() + TICK
         handlers = self.handlers
         while not stop():
-            if self.stopping:
-                if self.listener is not None:
-                    self.unregister(self.listener)
-                    self.listener.close()
-                    self.listener = None
-                if not self.active:
-                    return
+            if self.stopping and self.drained():
+                return
             for fd, events in self.poll.poll(TICK):
                 handler = handlers.get(fd)
                 if handler is None:
                     continue  # closed earlier in this poll
-                request = getattr(handler, "__self__", None)
-                if isinstance(request, Request):
-                    self.guarded(request, handler, events)
+                connection = getattr(handler, "__self__", None)
+                if isinstance(connection, Connection):
+                    self.guarded(connection, handler, events)
                 else:
                     handler(events)
             now = time.monotonic()
@@ -449,21 +778,36 @@ class Relay:
                 next_tick = now + TICK
                 self.tick(now)
 
+    def drained(self):
+        """While stopping: no new connections, idle ones closed; whether
+        none is left."""
+        if self.listener is not None:
+            self.unwatch(self.listener)
+            self.listener.close()
+            self.listener = None
+        for connection in list(self.active):
+            if connection.state == HEAD and not connection.received:
+                connection.close()
+        return not self.active
+
     def tick(self, now):
-        """Deadlines, and requests waiting for room at the workers."""
-        for request in list(self.pending):
-            self.guarded(request, request.expire, now)
+        """Deadlines, requests waiting for room at the workers, and accepting again."""
+        for connection in list(self.pending):
+            self.guarded(connection, connection.expire, now)
         waiting, self.waiting = self.waiting, set()
-        for request in waiting:
-            self.guarded(request, request.connect)
+        for connection in waiting:
+            self.guarded(connection, connection.connect)
+        if not self.accepting and self.listener is not None:
+            self.accepting = True
+            self.register(self.listener, READ, self.accept)
 
     @staticmethod
-    def guarded(request, step, *args):
+    def guarded(connection, step, *args):
         try:
             step(*args)
-        except Exception:  # one request's fault must not stop every other
+        except Exception:  # one connection's fault must not stop every other
             log.exception("relay: dropping a connection")
-            request.close()
+            connection.close()
 
 
 def settings_from_environment():
@@ -477,12 +821,14 @@ def settings_from_environment():
     values = {name: getattr(settings, name) for name in dir(settings) if name.isupper()}
     values.update(from_environment(settings))
     largest = max(values["MAX_CONTENT_LENGTH"] or 0, largest_upload_body(values))
-    return Settings(values["REQUEST_BODY_TIMEOUT"], values["REQUEST_BODY_MIN_RATE"], largest)
+    return Settings(
+        values["REQUEST_BODY_TIMEOUT"], values["REQUEST_BODY_MIN_RATE"], largest, values["TRUSTED_PROXY_COUNT"]
+    )
 
 
-def inherited(path):
-    """The listening socket uWSGI's master made at `path` (uwsgi.ini's
-    shared-socket, there before the router takes its first request)."""
+def inherited(port):
+    """The TCP socket uWSGI's master listens on at `port` (uwsgi.ini's
+    shared-socket, listening before any worker or this mule starts)."""
     for fd in sorted(int(name) for name in os.listdir("/proc/self/fd")):
         try:
             copy = os.dup(fd)
@@ -493,10 +839,10 @@ def inherited(path):
         except OSError:
             os.close(copy)  # not a socket
             continue
-        if candidate.family == socket.AF_UNIX and candidate.getsockname() == path:
+        if candidate.family in (socket.AF_INET, socket.AF_INET6) and candidate.getsockname()[1] == port:
             return candidate
         candidate.close()
-    raise RuntimeError(f"no inherited socket at {path}")
+    raise RuntimeError(f"no inherited socket on port {port}")
 
 
 def uwsgi_option(name):
@@ -506,8 +852,17 @@ def uwsgi_option(name):
     return (value[0] if isinstance(value, list) else value).decode()
 
 
+def allow_many_connections():
+    """Each connection is a file descriptor: as many as the system lets this process have."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 if __name__ == "__main__":
-    relay = Relay(inherited(uwsgi_option("http-to")), uwsgi_option("socket"), settings_from_environment())
+    allow_many_connections()
+    port = int(uwsgi_option("shared-socket").rsplit(":", 1)[1])
+    relay = Relay(inherited(port), uwsgi_option("socket"), settings_from_environment())
     # uWSGI asks a mule to stop with SIGHUP (graceful stop and reload); Ctrl-C, SIGTERM alike.
     for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, relay.stop)

@@ -1,5 +1,5 @@
-"""front/relay.py over real Unix sockets: a client speaks uwsgi to it as the
-router does, and a recording stand-in for the workers sees what reaches them
+"""front/relay.py over real sockets: a client speaks HTTP to it, and a
+recording stand-in for the workers (a Unix socket) sees what reaches them
 and when. (tests/live/test_slow_clients.py runs it inside uWSGI.)"""
 
 import os
@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from front.relay import BadChunking, ChunkedDecoder, Relay, Settings, build_packet, parse_variables
+from front.relay import BadChunking, ChunkedDecoder, Relay, Settings, build_packet, decode_path, parse_variables
 
 LIMIT = 1000  # the largest body any route takes, in these tests
 
@@ -19,10 +19,12 @@ LIMIT = 1000  # the largest body any route takes, in these tests
 class Workers:
     """A Unix socket that takes one request per connection, records it (the
     variables and the body after them) with the time it came, and answers
-    with `answer` (the app: a body over LIMIT is refused unread)."""
+    with `answer` (the app: a body over LIMIT is refused unread); when the
+    relay hangs up before the whole answer is sent, the time is in `cut_off`."""
 
     def __init__(self, path, answer=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", limit=LIMIT):
         self.requests = []
+        self.cut_off = []
         self.answer = answer
         self.limit = limit
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -47,19 +49,16 @@ class Workers:
                 while len(body) < length <= self.limit:
                     body += conn.recv(65536)
                 self.requests.append((time.monotonic(), variables, body))
-                conn.sendall(self.answer)
+                try:
+                    conn.sendall(self.answer)
+                except OSError:
+                    self.cut_off.append(time.monotonic())
 
 
-def bind(path):
-    """A listening Unix socket at `path`, as uWSGI's master makes the relay's (shared-socket, mode 600)."""
-    if os.path.exists(path):
-        os.unlink(path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    previous = os.umask(0o177)
-    try:
-        listener.bind(path)
-    finally:
-        os.umask(previous)
+def listen():
+    """A listening TCP socket on a free loopback port, as uWSGI's master makes the public one."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
     listener.listen(1024)
     return listener
 
@@ -80,18 +79,18 @@ class CountedPoll:
 
 @contextmanager
 def running_relay(tmp_path, settings, polls=None):
-    """A relay serving in a thread at tmp_path/relay.sock, in front of
-    tmp_path/workers.sock; each time it wakes from epoll, a None is added to
-    `polls`."""
-    path = str(tmp_path / "relay.sock")
-    server = Relay(bind(path), str(tmp_path / "workers.sock"), settings)
+    """A relay serving in a thread on a loopback port (yielded as an
+    address), in front of tmp_path/workers.sock; each time it wakes from
+    epoll, a None is added to `polls`."""
+    listener = listen()
+    server = Relay(listener, str(tmp_path / "workers.sock"), settings)
     if polls is not None:
         server.poll = CountedPoll(server.poll, polls)
     stopped = threading.Event()
     thread = threading.Thread(target=server.serve, args=(stopped.is_set,), daemon=True)
     thread.start()
     try:
-        yield path
+        yield listener.getsockname()
     finally:
         stopped.set()
         thread.join(5)
@@ -100,10 +99,10 @@ def running_relay(tmp_path, settings, polls=None):
 @pytest.fixture
 def relay(tmp_path):
     """A relay (body deadline 1 s, plus 1 s per 1,000 bytes), the stand-in
-    for its workers, and the relay's socket path."""
+    for its workers, and the relay's address."""
     workers = Workers(str(tmp_path / "workers.sock"))
-    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT)) as path:
-        yield path, workers
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT)) as address:
+        yield address, workers
     workers.listener.close()
 
 
@@ -112,11 +111,9 @@ def connect():
     """Opens client connections to the relay, closed after the test."""
     clients = []
 
-    def open_one(path):
-        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def open_one(address):
+        client = socket.create_connection(address, timeout=5)
         clients.append(client)
-        client.settimeout(5)
-        client.connect(path)
         return client
 
     yield open_one
@@ -124,28 +121,93 @@ def connect():
         client.close()
 
 
-def packet(*variables):
-    return build_packet((0, 0), [(name.encode(), value.encode()) for name, value in variables])
+def head(method="GET", *headers, target="/", version="HTTP/1.1"):
+    lines = [f"{method} {target} {version}", "Host: test", *(f"{name}: {value}" for name, value in headers)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def answer(client):
+    """One answer: up to its Content-Length, or (without one) until the relay closes."""
     data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = client.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head_end = data.index(b"\r\n\r\n") + 4
+    for line in data[:head_end].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+            while len(data) < head_end + length:
+                data += client.recv(65536)
+            return data
     while chunk := client.recv(65536):
         data += chunk
     return data
 
 
+def closed(client):
+    """Whether the relay has ended the connection (EOF, nothing more sent)."""
+    try:
+        return client.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
 def test_a_packet_round_trips_through_parse_and_build():
     sent = [(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/items"), (b"EMPTY", b"")]
-    data = build_packet((5, 7), sent)
-    assert data[0] == 5 and data[3] == 7 and struct.unpack("<H", data[1:3])[0] == len(data) - 4
+    data = build_packet(sent)
+    assert data[0] == 0 and data[3] == 0 and struct.unpack("<H", data[1:3])[0] == len(data) - 4
     assert parse_variables(data) == sent
 
 
+def test_a_request_reaches_the_workers_as_the_router_would_send_it(relay, connect):
+    """uWSGI's HTTP router's variables, in its order (PATH_INFO decoded)."""
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("GET", ("X-Odd", "CONTENT_LENGTH"), ("Accept", "a"), ("accept", "b"), target="/items/a%20b?x=1"))
+    assert answer(client).endswith(b"ok")
+    variables = workers.requests[0][1]
+    port = str(client.getsockname()[1]).encode()
+    assert list(variables.items()) == [
+        (b"REQUEST_METHOD", b"GET"),
+        (b"PATH_INFO", b"/items/a b"),
+        (b"REQUEST_URI", b"/items/a%20b?x=1"),
+        (b"QUERY_STRING", b"x=1"),
+        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+        (b"SCRIPT_NAME", b""),
+        (b"SERVER_NAME", socket.gethostname().encode()),
+        (b"SERVER_PORT", str(address[1]).encode()),
+        (b"REMOTE_ADDR", b"127.0.0.1"),
+        (b"REMOTE_PORT", port),
+        (b"HTTP_HOST", b"test"),
+        (b"HTTP_X_ODD", b"CONTENT_LENGTH"),
+        (b"HTTP_ACCEPT", b"a, b"),  # repeated lines joined, as the router joins them
+    ]
+
+
+# What uWSGI 2.0.31's HTTP router gives as PATH_INFO for each path (asked of it:
+# an app echoing PATH_INFO behind `uwsgi --http`).
+ROUTER_PATHS = [
+    (b"/a/b", b"/a/b"), (b"/a%20b", b"/a b"), (b"/a//b", b"/a//b"), (b"/a/./b", b"/a/b"), (b"/a/../b", b"/b"),
+    (b"/a/%2E%2E/b", b"/a/../b"), (b"/items/a%2Fb", b"/items/a/b"), (b"/x#frag", b"/x"), (b"/%zz", b"/\0"),
+    (b"/%4", b"/"), (b"/%", b"/"), (b"/a/..", b"/"), (b"/a/.", b"/a/"), (b"/..", b""), (b"/../a", b"/a"),
+    (b"//a", b"//a"), (b"a/b", b"a/b"), (b"/a/..b", b"/a/..b"), (b"/a/.b/", b"/a/.b/"), (b"/a%%b", b"/a%b"),
+    (b"/a/b/../../..", b""), (b"/./", b"/"), (b"/item/%C3%A9t%C3%A9", "/item/été".encode()), (b"/a/...", b"/a/..."),
+    (b"/a%2F..%2Fb", b"/a/../b"), (b"/%g1", b"/\0"), (b"/%1g", b"/\0"), (b"*", b"*"), (b"/.%2e/x", b"/../x"),
+    (b"http://h/a/../b", b"http://h/b"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "path_info"), ROUTER_PATHS)
+def test_paths_are_decoded_as_the_router_decodes_them(raw, path_info):
+    assert decode_path(raw) == path_info
+
+
 def test_the_workers_see_a_request_only_once_its_body_is_in(relay, connect):
-    path, workers = relay
-    client = connect(path)
-    client.sendall(packet(("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "6")) + b"ab")
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("POST", ("Content-Length", "6")) + b"ab")
     time.sleep(0.3)
     assert workers.requests == []  # a worker would have been waiting for the rest
     sent_at = time.monotonic()
@@ -156,9 +218,9 @@ def test_the_workers_see_a_request_only_once_its_body_is_in(relay, connect):
 
 
 def test_a_chunked_body_arrives_decoded_with_a_length(relay, connect):
-    path, workers = relay
-    client = connect(path)
-    client.sendall(packet(("REQUEST_METHOD", "POST"), ("HTTP_TRANSFER_ENCODING", "chunked")))
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("POST", ("Transfer-Encoding", "chunked")))
     for piece in (b"3;ext=1\r\nabc\r\n", b"2\r\nde", b"\r\n0\r\nTrailer: x\r\n", b"\r\n"):
         client.sendall(piece)
         time.sleep(0.05)
@@ -171,58 +233,50 @@ def test_a_chunked_body_arrives_decoded_with_a_length(relay, connect):
 @pytest.mark.parametrize("chunked", [False, True])
 def test_a_body_late_past_its_deadline_goes_on_empty_and_marked(relay, connect, chunked):
     """1 s + 1 s per 1,000 bytes: a 100-byte body trickled a byte every 0.2 s is late."""
-    path, workers = relay
-    client = connect(path)
-    framing = ("HTTP_TRANSFER_ENCODING", "chunked") if chunked else ("CONTENT_LENGTH", "100")
-    client.sendall(packet(("REQUEST_METHOD", "POST"), framing))
+    address, workers = relay
+    client = connect(address)
+    framing = ("Transfer-Encoding", "chunked") if chunked else ("Content-Length", "100")
+    client.sendall(head("POST", framing))
     started = time.monotonic()
     try:
         for _ in range(10):
             client.sendall(b"1\r\nx\r\n" if chunked else b"x")
             time.sleep(0.2)
-    except BrokenPipeError:
+    except (BrokenPipeError, ConnectionResetError):
         pass  # answered and closed
     assert answer(client).endswith(b"ok")
     (when, variables, body) = workers.requests[0]
-    assert variables[b"STORES_API_BODY_ERROR"] == b"timeout"
+    assert variables[b"STORES_API_REQUEST_ERROR"] == b"timeout"
     assert body == b"" and variables[b"CONTENT_LENGTH"] == b"0"
     assert 1.0 <= when - started < 1.5
 
 
 def test_broken_chunked_framing_is_marked(relay, connect):
-    path, workers = relay
-    client = connect(path)
-    client.sendall(packet(("REQUEST_METHOD", "POST"), ("HTTP_TRANSFER_ENCODING", "chunked")) + b"zz\r\nab\r\n")
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("POST", ("Transfer-Encoding", "chunked")) + b"zz\r\nab\r\n")
     assert answer(client).endswith(b"ok")
-    assert workers.requests[0][1][b"STORES_API_BODY_ERROR"] == b"chunking"
+    assert workers.requests[0][1][b"STORES_API_REQUEST_ERROR"] == b"chunking"
+    assert closed(client)  # the rest of the request was never read
 
 
 def test_a_body_larger_than_any_route_takes_goes_on_at_once_without_it(relay, connect):
     """The app refuses it (413) from its Content-Length: the relay stores none of it."""
-    path, workers = relay
-    client = connect(path)
-    client.sendall(packet(("REQUEST_METHOD", "PUT"), ("CONTENT_LENGTH", str(100 * LIMIT))) + b"x" * 10)
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("PUT", ("Content-Length", str(100 * LIMIT))) + b"x" * 10)
     assert answer(client).endswith(b"ok")  # with 99,990 bytes of the body never sent
     assert workers.requests[0][1][b"CONTENT_LENGTH"] == str(100 * LIMIT).encode()
+    assert closed(client)
 
 
 def test_a_chunked_body_over_the_limit_goes_on_with_its_length_so_far(relay, connect):
-    path, workers = relay
-    client = connect(path)
-    client.sendall(packet(("REQUEST_METHOD", "PUT"), ("HTTP_TRANSFER_ENCODING", "chunked")))
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("PUT", ("Transfer-Encoding", "chunked")))
     client.sendall(b"%x\r\n%s\r\n" % (LIMIT + 1, b"y" * (LIMIT + 1)))
     assert answer(client).endswith(b"ok")
     assert int(workers.requests[0][1][b"CONTENT_LENGTH"]) > LIMIT
-
-
-def test_a_request_without_a_body_goes_on_byte_for_byte(relay, connect):
-    path, workers = relay
-    client = connect(path)
-    sent = packet(("REQUEST_METHOD", "GET"), ("PATH_INFO", "/items"), ("HTTP_X_ODD", "CONTENT_LENGTH"))
-    client.sendall(sent)
-    assert answer(client).endswith(b"ok")
-    variables = workers.requests[0][1]
-    assert list(variables.items()) == parse_variables(sent)
 
 
 @pytest.mark.parametrize("size", [400_000, 3_000_000])
@@ -233,24 +287,37 @@ def test_a_large_answer_reaches_a_slow_reader_whole(tmp_path, connect, size):
     big = b"x" * size
     Workers(str(tmp_path / "workers.sock"), answer=b"HTTP/1.1 200 OK\r\n\r\n" + big)
     polls = []
-    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), polls) as path:
-        client = connect(path)
-        client.sendall(packet(("REQUEST_METHOD", "GET")))
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), polls) as address:
+        client = connect(address)
+        client.sendall(head())
         time.sleep(0.5)  # the answer piles up in front of a reader that has not started
         waited = len(polls)
-        assert answer(client) == b"HTTP/1.1 200 OK\r\n\r\n" + big
+        assert answer(client) == b"HTTP/1.1 200 OK\r\n\r\n" + big  # then closed: it has no length
     # Meanwhile it slept in epoll (a wake-up a tick, 0.05 s), not spun on the
     # worker's hang-up: that was hundreds of thousands of wake-ups a second.
     assert waited < 100, waited
 
 
+def test_a_client_that_stops_reading_its_answer_frees_its_worker(tmp_path, connect, monkeypatch):
+    """No part of the answer taken for ANSWER_TIMEOUT: the relay hangs up on
+    the worker and the client (more than the sockets' buffers can hold)."""
+    monkeypatch.setattr("front.relay.ANSWER_TIMEOUT", 0.3)
+    workers = Workers(str(tmp_path / "workers.sock"), answer=b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 30_000_000)
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT)) as address:
+        client = connect(address)
+        client.sendall(head())
+        time.sleep(1.5)
+        assert workers.cut_off, "the worker is still held"
+        assert workers.cut_off[0] - workers.requests[0][0] < 1.0
+
+
 def test_a_large_body_sent_in_small_pieces_arrives_whole(tmp_path, connect):
-    """3 MB in 4 KiB pieces (the router's buffer): whole, in order, once."""
+    """3 MB in 4 KiB pieces: whole, in order, once."""
     body = bytes(range(256)) * (3 * 4096)
     workers = Workers(str(tmp_path / "workers.sock"), limit=len(body))
-    with running_relay(tmp_path, Settings(30.0, 1000, len(body))) as path:
-        client = connect(path)
-        client.sendall(packet(("REQUEST_METHOD", "PUT"), ("CONTENT_LENGTH", str(len(body)))))
+    with running_relay(tmp_path, Settings(30.0, 1000, len(body))) as address:
+        client = connect(address)
+        client.sendall(head("PUT", ("Content-Length", str(len(body)))))
         for start in range(0, len(body), 4096):
             client.sendall(body[start : start + 4096])
         assert answer(client).endswith(b"ok")
@@ -265,31 +332,31 @@ def test_the_chunked_decoder_refuses_what_is_not_framing(framing):
 
 def test_a_chunk_declaring_more_than_any_route_takes_goes_on_at_once(relay, connect):
     """Not held while its bytes arrive (they would fill the relay's memory)."""
-    path, workers = relay
-    client = connect(path)
-    client.sendall(packet(("REQUEST_METHOD", "PUT"), ("HTTP_TRANSFER_ENCODING", "chunked")) + b"ffffffff\r\nxx")
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("PUT", ("Transfer-Encoding", "chunked")) + b"ffffffff\r\nxx")
     assert answer(client).endswith(b"ok")
     assert int(workers.requests[0][1][b"CONTENT_LENGTH"]) > LIMIT
 
 
 @pytest.mark.parametrize(("sent", "seen"), [("5 ", b"5"), ("\t5", b"5")])
 def test_a_content_length_with_spaces_is_read_as_its_number(relay, connect, sent, seen):
-    path, workers = relay
-    client = connect(path)
-    client.sendall(packet(("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", sent)) + b"hello")
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("POST", ("Content-Length", sent)) + b"hello")
     assert answer(client).endswith(b"ok")
     (_, variables, body) = workers.requests[0]
     assert variables[b"CONTENT_LENGTH"] == seen and body == b"hello"
 
 
-@pytest.mark.parametrize("sent", ["5x", "-1", "", "0x10"])
+@pytest.mark.parametrize("sent", ["5x", "-1", "", "0x10", "5, 5"])
 def test_a_content_length_that_is_no_number_is_marked(relay, connect, sent):
-    path, workers = relay
-    client = connect(path)
-    client.sendall(packet(("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", sent)) + b"hello")
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("POST", ("Content-Length", sent)) + b"hello")
     assert answer(client).endswith(b"ok")
     (_, variables, body) = workers.requests[0]
-    assert variables[b"STORES_API_BODY_ERROR"] == b"framing" and body == b""
+    assert variables[b"STORES_API_REQUEST_ERROR"] == b"framing" and body == b""
 
 
 def test_an_answer_sent_before_the_body_is_read_reaches_the_client(tmp_path, connect):
@@ -297,22 +364,27 @@ def test_an_answer_sent_before_the_body_is_read_reaches_the_client(tmp_path, con
     close: the relay's next send fails, but the answer is still delivered."""
     body = b"x" * 2_000_000
     Workers(str(tmp_path / "workers.sock"), answer=b"HTTP/1.1 401 UNAUTHORIZED\r\nContent-Length: 2\r\n\r\nno", limit=0)
-    with running_relay(tmp_path, Settings(30.0, 1000, len(body))) as path:
-        client = connect(path)
-        client.sendall(packet(("REQUEST_METHOD", "PUT"), ("CONTENT_LENGTH", str(len(body)))) + body)
+    with running_relay(tmp_path, Settings(30.0, 1000, len(body))) as address:
+        client = connect(address)
+        client.sendall(head("PUT", ("Content-Length", str(len(body)))) + body)
         assert answer(client).endswith(b"no")
 
 
-def test_a_request_the_workers_cannot_take_does_not_stop_the_relay(tmp_path, connect):
-    """No worker socket yet (a restart): a late body's request is dropped
-    (the router answers 502), and the relay goes on serving."""
-    with running_relay(tmp_path, Settings(0.3, 1000, LIMIT)) as path:
-        client = connect(path)
-        client.sendall(packet(("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "100")) + b"x")
-        assert answer(client) == b""  # dropped at its deadline
+def test_without_workers_the_relay_answers_503_and_goes_on(tmp_path, connect):
+    """No worker socket yet (a restart): 503 with Retry-After, at once or at
+    a late body's deadline; once the workers are there, they answer."""
+    with running_relay(tmp_path, Settings(0.3, 1000, LIMIT)) as address:
+        client = connect(address)
+        client.sendall(head())
+        first = answer(client)
+        assert first.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in first
+        assert b'"error": "service_unavailable"' in first and closed(client)
+        late = connect(address)
+        late.sendall(head("POST", ("Content-Length", "100")) + b"x")
+        assert answer(late).startswith(b"HTTP/1.1 503 ")
         workers = Workers(str(tmp_path / "workers.sock"))
-        later = connect(path)
-        later.sendall(packet(("REQUEST_METHOD", "GET")))
+        later = connect(address)
+        later.sendall(head())
         assert answer(later).endswith(b"ok")
     workers.listener.close()
 
@@ -320,33 +392,166 @@ def test_a_request_the_workers_cannot_take_does_not_stop_the_relay(tmp_path, con
 @pytest.mark.parametrize(
     "framing",
     [
-        [("HTTP_TRANSFER_ENCODING", "xchunked")],
-        [("HTTP_TRANSFER_ENCODING", "gzip, chunked")],
-        [("HTTP_TRANSFER_ENCODING", "chunked"), ("CONTENT_LENGTH", "3")],
-        [("CONTENT_LENGTH", "0"), ("HTTP_TRANSFER_ENCODING", "chunked")],
+        [("Transfer-Encoding", "xchunked")],
+        [("Transfer-Encoding", "gzip, chunked")],
+        [("Transfer-Encoding", "chunked"), ("Content-Length", "3")],
+        [("Content-Length", "0"), ("Transfer-Encoding", "chunked")],
+        [("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")],
     ],
 )
 def test_framing_that_cannot_be_trusted_is_marked_at_once(relay, connect, framing):
-    """Not waited for (the router sends no body for an encoding it does not
-    know), and never both headers (a way to smuggle a request)."""
-    path, workers = relay
-    client = connect(path)
-    client.sendall(packet(("REQUEST_METHOD", "POST"), *framing) + b"3\r\nabc\r\n0\r\n\r\n")
+    """Not waited for, and never both headers (a way to smuggle a request)."""
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("POST", *framing) + b"3\r\nabc\r\n0\r\n\r\n")
     assert answer(client).endswith(b"ok")
     (_, variables, body) = workers.requests[0]
-    assert variables[b"STORES_API_BODY_ERROR"] == b"framing" and body == b""
+    assert variables[b"STORES_API_REQUEST_ERROR"] == b"framing" and body == b""
 
 
 def test_a_chunked_body_of_mostly_framing_is_refused(relay, connect):
     """Chunk extensions cost the relay's CPU and carry no body: past six
     times the largest body on the wire, the body is refused."""
-    path, workers = relay
-    client = connect(path)
-    client.sendall(packet(("REQUEST_METHOD", "POST"), ("HTTP_TRANSFER_ENCODING", "chunked")))
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("POST", ("Transfer-Encoding", "chunked")))
     try:
         for _ in range(20):
             client.sendall(b"1;" + b"e" * 900 + b"\r\nx\r\n")
-    except BrokenPipeError:
+    except (BrokenPipeError, ConnectionResetError):
         pass  # answered and closed
     assert answer(client).endswith(b"ok")
-    assert workers.requests[0][1][b"STORES_API_BODY_ERROR"] == b"chunking"
+    assert workers.requests[0][1][b"STORES_API_REQUEST_ERROR"] == b"chunking"
+
+
+# -- connections ----------------------------------------------------------------
+def test_a_connection_serves_request_after_request(relay, connect):
+    """Keep-alive, also after a request with a body."""
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("POST", ("Content-Length", "3")) + b"abc")
+    assert answer(client).endswith(b"ok")
+    client.sendall(head("GET", target="/second"))
+    assert answer(client).endswith(b"ok")
+    assert [r[1][b"PATH_INFO"] for r in workers.requests] == [b"/", b"/second"]
+    assert workers.requests[0][2] == b"abc"
+
+
+def test_pipelined_requests_are_answered_in_order(relay, connect):
+    address, workers = relay
+    client = connect(address)
+    client.sendall(
+        head(target="/1") + head("POST", ("Transfer-Encoding", "chunked"), target="/2") + b"1\r\nx\r\n0\r\n\r\n"
+        + head("POST", ("Content-Length", "2"), target="/3") + b"yz" + head(target="/4")
+    )  # fmt: skip
+    for _ in range(4):
+        assert answer(client).endswith(b"ok")
+    assert [(r[1][b"PATH_INFO"], r[2]) for r in workers.requests] == [
+        (b"/1", b""), (b"/2", b"x"), (b"/3", b"yz"), (b"/4", b"")
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("request_head", "worker_answer"),
+    [
+        (head("GET", ("Connection", "close")), b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        (head(version="HTTP/1.0"), b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        (head(), b"HTTP/1.1 200 OK\r\n\r\nok"),  # no length: the close is its end
+        (head(), b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok"),  # short of its length
+        (head(), b"HTTP/1.1 400 BAD REQUEST\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"),
+    ],
+)
+def test_a_connection_ends_when_an_answer_says_so_or_cannot_tell_its_end(tmp_path, connect, request_head, worker_answer):
+    Workers(str(tmp_path / "workers.sock"), answer=worker_answer)
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT)) as address:
+        client = connect(address)
+        client.sendall(request_head)
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+        assert received == worker_answer
+
+
+def test_an_idle_connection_and_a_late_head_end(relay, connect, monkeypatch):
+    monkeypatch.setattr("front.relay.HEAD_TIMEOUT", 0.3)
+    address, workers = relay
+    idle = connect(address)
+    idle.sendall(head())
+    assert answer(idle).endswith(b"ok")
+    trickler = connect(address)
+    trickler.sendall(b"GET / HTTP/1.1\r\n")
+    started = time.monotonic()
+    assert closed(idle) and closed(trickler)
+    assert time.monotonic() - started < 1.0
+    assert len(workers.requests) == 1
+
+
+def test_expect_100_continue_is_answered_before_the_body(relay, connect):
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("PUT", ("Content-Length", "3"), ("Expect", "100-continue")))
+    assert client.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    client.sendall(b"abc")
+    assert answer(client).endswith(b"ok")
+    assert workers.requests[0][2] == b"abc"
+
+
+@pytest.mark.parametrize(
+    "bad_head",
+    [
+        b"GET /\r\n\r\n",
+        b"GET / HTTP/2.0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nNo colon\r\n\r\n",
+        b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad name: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: " + b"y" * 70000 + b"\r\n\r\n",
+    ],
+)
+def test_a_head_that_is_no_http_is_marked(relay, connect, bad_head):
+    """The app answers it 400 (wsgi.py), and the connection ends."""
+    address, workers = relay
+    client = connect(address)
+    client.sendall(bad_head)
+    assert answer(client).endswith(b"ok")
+    variables = workers.requests[0][1]
+    assert variables[b"STORES_API_REQUEST_ERROR"] == b"head" and variables[b"PATH_INFO"] == b"/"
+    assert closed(client)
+
+
+def test_a_head_larger_than_a_packet_holds_is_marked(relay, connect):
+    """Under HEAD_LIMIT, but with the path twice over uWSGI's 64 KiB packet."""
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head(target="/" + "a" * 40000))
+    assert answer(client).endswith(b"ok")
+    assert workers.requests[0][1][b"STORES_API_REQUEST_ERROR"] == b"head"
+
+
+def test_a_header_name_with_an_underscore_is_dropped(relay, connect):
+    """As Nginx drops it: X_Forwarded_For would pass for X-Forwarded-For."""
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("GET", ("X_Forwarded_For", "6.6.6.6"), ("X-Forwarded-For", "1.2.3.4")))
+    assert answer(client).endswith(b"ok")
+    assert workers.requests[0][1][b"HTTP_X_FORWARDED_FOR"] == b"1.2.3.4"
+
+
+@pytest.mark.parametrize("trusted", [0, 1])
+def test_two_x_forwarded_for_lines_behind_a_trusted_proxy_are_marked(tmp_path, connect, trusted):
+    """The proxy may have appended the client's address to either line."""
+    workers = Workers(str(tmp_path / "workers.sock"))
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT, trusted_proxies=trusted)) as address:
+        one = connect(address)
+        one.sendall(head("GET", ("X-Forwarded-For", "6.6.6.6, 1.2.3.4")))
+        assert answer(one).endswith(b"ok")
+        two = connect(address)
+        two.sendall(head("GET", ("X-Forwarded-For", "6.6.6.6, 1.2.3.4"), ("X-Forwarded-For", "7.7.7.7")))
+        assert answer(two).endswith(b"ok")
+    (_, single, _), (_, double, _) = workers.requests
+    assert b"STORES_API_REQUEST_ERROR" not in single
+    if trusted:
+        assert double[b"STORES_API_REQUEST_ERROR"] == b"forwarded"
+    else:  # the header means nothing to the app then: joined, as the router joined it
+        assert double[b"HTTP_X_FORWARDED_FOR"] == b"6.6.6.6, 1.2.3.4, 7.7.7.7"
+    workers.listener.close()
