@@ -62,7 +62,8 @@ class Config:
     # How many proxies in front of the app append to X-Forwarded-For (Heroku's
     # router: 1). Behind this project's Nginx it is 0: uwsgi_pass gives the
     # client's address itself. Never more than there really are: the header
-    # is the client's to forge.
+    # is the client's to forge. When set, front/relay.py refuses a request
+    # with more than one X-Forwarded-For line.
     TRUSTED_PROXY_COUNT = 0
 
     JWT_SECRET_KEY = None

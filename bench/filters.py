@@ -10,10 +10,8 @@ scratch database with a linguistic collation, as Heroku's have).
   stores, 200,000 items named "<word> <md5>"), then VACUUM ANALYZE.
 - One client asks each combination of the contract's filters and sorts for
   its first page, BENCH_FILTER_REQUESTS times (default 100), through the real
-  server (`uwsgi --ini uwsgi.ini`, 2 workers); p50 and p99. Each request on a
-  new connection: on a kept-alive one over loopback, uWSGI's router makes
-  every answer over 4 KiB wait 40 ms for the client's delayed ACK (uwsgi.ini
-  says why), which would measure the loopback, not the lists.
+  server (`uwsgi --ini uwsgi.ini`, 2 workers); p50 and p99, each request on a
+  new connection.
 - The plan of every statement of every combination (EXPLAIN ANALYZE, run in
   process on the same database) goes to bench/out/filters-plans.txt; the
   table names the indexes each one used and flags any sequential scan.

@@ -1,5 +1,5 @@
-"""The front door's cost: the real app behind uWSGI's HTTP router and the
-relay (`uwsgi --ini uwsgi.ini`, as `make run` and Heroku serve it) against
+"""The front door's cost: the real app behind the relay (front/relay.py:
+`uwsgi --ini uwsgi.ini`, as `make run` and Heroku serve it) against
 the same app on a plain `--http-socket` (the fastest way uWSGI serves HTTP,
 and the baseline), with keep-alive and without. Besides requests a second,
 the CPU time the server's processes spent per request (read from /proc, so
@@ -11,7 +11,7 @@ Usage: `.venv/bin/python bench/front_door.py` (`make bench` runs it). Writes the
 Settings: BENCH_DURATION (seconds per run, default 10), BENCH_WARMUP
 (default 2), BENCH_PORT (default 20100; uses the next one too).
 
-Goal (issue: the front door): the router with keep-alive at 0.9x or more of
+Goal (issue: the front door): the relay with keep-alive at 0.9x or more of
 the plain http-socket on GET /item/<name>.
 """
 
@@ -94,7 +94,7 @@ def main():
     env = app_env(workdir / "front.db")
     migrate(env)
     servers = {
-        "router": UwsgiServer("front-router", PROJECT_DIR, PORT, env, OUT_DIR / "uwsgi-front-router.log"),
+        "relay": UwsgiServer("front-relay", PROJECT_DIR, PORT, env, OUT_DIR / "uwsgi-front-relay.log"),
         "http-socket": UwsgiServer(
             "front-http-socket",
             PROJECT_DIR,
@@ -109,7 +109,7 @@ def main():
     try:
         for server in servers.values():
             server.start()
-        client = seed.ApiClient(servers["router"].base_url)
+        client = seed.ApiClient(servers["relay"].base_url)
         client.register_and_login()
         store_id = client.create_store("front-shop")
         client.create_item("chair", 12.99, store_id)
@@ -142,13 +142,13 @@ def main():
             f"{result.requests_per_second / baseline:.2f}x | {result.cpu_us:.0f} | "
             f"{'-' if result.relay_us is None else f'{result.relay_us:.0f}'} |"
         )
-    ratio = results["router", True].requests_per_second / baseline
+    ratio = results["relay", True].requests_per_second / baseline
     lines += [
         "",
         "wrk counts a connection the server closes after its answer (no keep-alive) as a socket",
         "error and opens another; no request is lost to them (non-2xx counts the failed answers).",
         "",
-        f"Goal: the router with keep-alive at 0.9x or more: {ratio:.2f}x.",
+        f"Goal: the relay with keep-alive at 0.9x or more: {ratio:.2f}x.",
         END,
     ]
     section = "\n".join(lines)

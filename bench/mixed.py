@@ -40,7 +40,7 @@ Two ways in, each with its own server:
   `uwsgi --ini uwsgi.ini:nginx` with 4 workers: the Linux-server deployment
   as docs/deploy-server.md sets it up;
 - straight to `uwsgi --ini uwsgi.ini` (PORT set, 2 workers): `make run` and Heroku,
-  where only uWSGI's own HTTP router stands in front of the workers.
+  where only the relay (front/relay.py) stands in front of the workers.
 
 The goal: readers' p99 under attack within 2x of the quiet run. The figures
 go to bench/RESULTS.md, between the "mixed run" markers (the rest of that
@@ -215,7 +215,7 @@ def upload_attack(scenario, url, verify, stop, results):
 
 
 def uwsgi_processes(master):
-    """The master's children (workers, mule, router): pid -> VmHWM in MB."""
+    """The master's children (workers, mules): pid -> VmHWM in MB."""
     peaks = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():

@@ -121,7 +121,7 @@ class Settings:
     def describe(self):
         return [
             f"real app on uWSGI: `uwsgi --ini uwsgi.ini --processes 2 --threads 1 --disable-logging"
-            f"{' ' + shlex.join(self.uwsgi_args) if self.uwsgi_args else ''}` (PORT set: uWSGI's HTTP router)",
+            f"{' ' + shlex.join(self.uwsgi_args) if self.uwsgi_args else ''}` (PORT set: front/relay.py on the port)",
             "bare app (bench/bare_app.py) on uWSGI's plain `--http-socket`: `uwsgi --ini uwsgi.ini:app "
             "--processes 2 --threads 1 --disable-logging --http-socket 127.0.0.1:<port> --module bare_app:app`",
             f"wrk: {THREADS} threads, {CONNECTIONS} connections, {self.duration} s per run "
@@ -407,9 +407,9 @@ class Bench:
         self.bodies_dir.mkdir(parents=True)
         env = {key: value for key, value in os.environ.items() if not key.startswith("UWSGI_")}
         env["BENCH_BODIES_DIR"] = str(self.bodies_dir)
-        # uwsgi.ini's [app] section (no HTTP router, no mule) on a plain
+        # uwsgi.ini's [app] section (no relay, no mule) on a plain
         # --http-socket: the fastest way uWSGI serves HTTP, so the real app's
-        # front (the router) is part of what it is compared on. Only the module
+        # front (the relay) is part of what it is compared on. Only the module
         # differs otherwise (a later --module wins).
         self.bare = UwsgiServer(
             "bare",

@@ -52,7 +52,7 @@ class UwsgiServer:
         self.name = name
         self.project_dir = Path(project_dir)
         self.port = port
-        # The router's private socket goes beside the log, not into the instance folder.
+        # The private socket to the workers goes beside the log, not into the instance folder.
         self.env = dict(env, PORT=str(port), RUNTIME_DIR=str(Path(log_path).parent))
         self.log_path = Path(log_path)
         self.args = [

@@ -64,7 +64,7 @@ NOISE = re.compile(
             r"^detected max file descriptor number",
             r"^lock engine: ",
             r"^thunder lock: ",
-            r"^uWSGI http bound on ",
+            r"^uwsgi shared socket \d+ bound to ",
             r"^uwsgi socket \d+ bound to ",
             r"^Python version: ",
             r"^Python main interpreter initialized",
@@ -81,7 +81,7 @@ NOISE = re.compile(
     )
 )
 READY = re.compile(r"^WSGI app 0 \(mountpoint=''\) ready")
-BOUND = re.compile(r"^uWSGI http bound on (\S+) fd")
+BOUND = re.compile(r"^uwsgi shared socket \d+ bound to TCP address (\S+) fd")
 
 
 def local_url(bound: str) -> str:
@@ -102,7 +102,7 @@ SECOND_CTRL_C_AFTER = 1.0
 
 def ctrl_c_again(pid: int) -> None:
     """SIGINT to uWSGI's master (which starts its shutdown, if the first one
-    came before it could), then to every child it has (workers, mule, router)."""
+    came before it could), then to every child it has (workers, mules)."""
     try:
         os.kill(pid, signal.SIGINT)
     except OSError:
@@ -112,7 +112,7 @@ def ctrl_c_again(pid: int) -> None:
 
 
 def ctrl_c_children(pid: int) -> None:
-    """SIGINT to every process whose parent is `pid` (uWSGI's workers, mule, router)."""
+    """SIGINT to every process whose parent is `pid` (uWSGI's workers and mules)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue

@@ -80,16 +80,22 @@ RECEIVE = 262144
 # What a connection is doing.
 HEAD, BODY, FORWARDED, LINGERING = range(4)
 
+# Besides the CRLF ending each line, a head holds no control character but tab.
+CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 HTTP_VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# The one answer the app cannot give: there are no workers to give it.
-NO_WORKERS = (
-    b'{"error": "service_unavailable", "message": "The service is restarting: try again in a moment."}'
-)
+# Answers the app cannot give. No workers to give it (a restart):
+NO_WORKERS = b'{"error": "service_unavailable", "message": "The service is restarting: try again in a moment."}'
 NO_WORKERS_ANSWER = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(NO_WORKERS), NO_WORKERS)
+)
+# Nor can it answer a request whose worker was killed mid-way (harakiri).
+NO_ANSWER_BODY = b'{"error": "internal_error", "message": "The request ended without an answer."}'
+NO_ANSWER = (
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(NO_ANSWER_BODY), NO_ANSWER_BODY)
 )
 
 
@@ -235,7 +241,7 @@ class ChunkedDecoder:
 
     def held(self):
         """The bytes the body holds or has declared so far."""
-        return len(self.body) + len(self.pending) + (self.left or 0)
+        return len(self.body) + (self.left or 0)
 
     def feed(self, data):
         self.pending += data
@@ -287,7 +293,7 @@ class Connection:
     __slots__ = (
         "relay", "client", "address", "client_mask", "received", "state", "deadline", "started", "method",
         "variables", "keep_alive", "length", "decoder", "arrived", "discard", "worker", "worker_mask",
-        "to_worker", "to_client", "answer_head", "answer_size", "paused",
+        "to_worker", "to_client", "answer_head", "answer_size", "paused", "client_eof",
     )  # fmt: skip
 
     def __init__(self, relay, client, address):
@@ -297,6 +303,7 @@ class Connection:
         self.received = bytearray()
         self.worker = None
         self.worker_mask = 0
+        self.client_eof = False  # the client sent all it will (it may still read)
         self.next_request()
 
     def next_request(self):
@@ -312,7 +319,13 @@ class Connection:
         self.to_client = b""  # the answer, as far as the client has not taken it
         self.answer_head = bytearray()
         self.answer_size = 0
-        self.watch_client(READ)
+        self.watch_client(self.client_reading())
+
+    def client_reading(self):
+        """READ while the client's bytes are wanted: not after its EOF, nor
+        past HEAD_LIMIT of requests sent ahead of their turn."""
+        ahead = self.state == FORWARDED and not self.discard and len(self.received) > HEAD_LIMIT
+        return 0 if self.client_eof or ahead else READ
 
     def watch_client(self, mask):
         self.client_mask = self.relay.watch(self.client, self.client_mask, mask, self.client_event)
@@ -336,7 +349,7 @@ class Connection:
             data = b""
         if not data:
             if self.state == FORWARDED:
-                self.keep_alive = False  # it sent all it will: let it have its answer
+                self.client_eof = True  # its answers (pipelined ones too) still go out
                 self.watch_client(0)
             else:
                 self.close()
@@ -346,8 +359,7 @@ class Connection:
         elif self.state == FORWARDED and not self.discard:
             # The next request, sent before this one's answer: kept for later.
             self.received += data
-            if len(self.received) > HEAD_LIMIT:
-                self.watch_client(0)
+            self.watch_client(self.client_reading())
         # else: the rest of a body the app will not read, or a request after
         # the last answer: dropped (left unread, they would reset the
         # connection, and the client could lose its answer)
@@ -379,13 +391,13 @@ class Connection:
             except BadChunking:
                 self.fail(b"chunking")
                 return
-            if self.decoder.held() > settings.largest_body:
+            if self.decoder.done and len(self.decoder.body) <= settings.largest_body:
+                self.received = self.decoder.pending  # the next request, if any
+                self.forward(bytes(self.decoder.body))
+            elif self.decoder.held() > settings.largest_body:
                 # Too large for any route: the app answers 413 from the length.
                 self.discard = True
                 self.forward(b"", length=settings.largest_body + 1)
-            elif self.decoder.done:
-                self.received = self.decoder.pending
-                self.forward(bytes(self.decoder.body))
         elif len(self.received) >= self.length:
             body = bytes(self.received[: self.length])
             del self.received[: self.length]
@@ -394,6 +406,7 @@ class Connection:
     def read_head(self, head):
         """The request's variables from its head (None: too large), then its
         body's framing; a request without a body goes on at once."""
+        self.started = time.monotonic()  # the body's time starts now
         try:
             if head is None:
                 raise BadHead("larger than HEAD_LIMIT")
@@ -413,7 +426,7 @@ class Connection:
         settings = self.relay.settings
         if length is not None:
             digits = length.strip(b" \t")
-            if not digits.isdigit() or encoding is not None:
+            if not digits.isdigit() or len(digits) > 18 or encoding is not None:
                 # What the worker would read is anyone's guess (and, with both,
                 # a way to smuggle a second request past a proxy): refused.
                 self.fail(b"framing")
@@ -443,8 +456,8 @@ class Connection:
         """The packet's variables for `head`, as uWSGI's HTTP router makes
         them; returns the headers (name -> value, repeated lines joined) and
         how many lines of X-Forwarded-For there were."""
-        if head.count(b"\n") != head.count(b"\r") or b"\0" in head:
-            raise BadHead("a line ends other than with CRLF")
+        if CONTROL.search(head.replace(b"\r\n", b"")):
+            raise BadHead("a line ends other than with CRLF, or holds a control character")
         lines = head.split(b"\r\n")
         request_line = lines[0].split(b" ")
         if len(request_line) != 3:
@@ -588,7 +601,8 @@ class Connection:
             # closed: what it answered is still there to read.
             sent = len(self.to_worker)
         self.to_worker = self.to_worker[sent:]
-        self.watch_worker(READ | WRITE if self.to_worker else READ)
+        # (Not read while the client lags: see client_writable.)
+        self.watch_worker((0 if self.paused else READ) | (WRITE if self.to_worker else 0))
 
     def worker_readable(self):
         try:
@@ -601,7 +615,11 @@ class Connection:
             self.relay.unwatch(self.worker)
             self.worker.close()
             self.worker, self.worker_mask = None, 0
-            self.answered()
+            if self.answer_size:
+                self.answered()
+            else:  # the worker ended without answering (killed: harakiri)
+                self.discard = True
+                self.answer_complete(NO_ANSWER)
             return
         self.answer_size += len(data)
         if len(self.answer_head) < HEAD_LIMIT and b"\r\n\r\n" not in self.answer_head:
@@ -633,7 +651,7 @@ class Connection:
         elif self.paused:
             self.paused = False
             self.relay.pending.discard(self)
-            self.watch_client(READ)
+            self.watch_client(self.client_reading())
             if self.worker is not None:
                 self.watch_worker(READ | (WRITE if self.to_worker else 0))
             else:
@@ -645,6 +663,8 @@ class Connection:
             self.next_request()
             if self.received:
                 self.advance()  # pipelined
+            if self.client_eof and self.state == HEAD:
+                self.finish()  # no other request will come
         else:
             self.finish()
 
@@ -657,11 +677,14 @@ class Connection:
         if end < 0 or not head.startswith(b"HTTP/1.1 "):
             return False
         lower = head[:end].lower()
-        if b"\r\nconnection: close" in lower or b"\r\ntransfer-encoding:" in lower:
+        if b"\r\ntransfer-encoding:" in lower:
+            return False
+        start = lower.find(b"\r\nconnection:")
+        if start >= 0 and b"close" in lower[start + 13 :].split(b"\r\n", 1)[0]:
             return False
         status = head[9:12]
         if self.method == b"HEAD" or status[:1] == b"1" or status in (b"204", b"304"):
-            return True
+            return self.answer_size == end + 4  # and indeed no body
         start = lower.find(b"\r\ncontent-length:")
         if start < 0:
             return False
@@ -693,7 +716,6 @@ class Connection:
                 self.relay.unwatch(sock)
                 sock.close()
         self.client = self.worker = None
-
 
 
 class Relay:
@@ -747,16 +769,20 @@ class Relay:
                 return
             except OSError as error:
                 if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    raise
+                    continue  # that connection failed (ECONNABORTED...); the next may not
                 # Out of file descriptors: take none for a tick (the waiting
                 # connections stay in the listen queue).
                 log.warning("relay: %s; not accepting for %s s", error, TICK)
                 self.unwatch(self.listener)
                 self.accepting = False
                 return
-            client.setblocking(False)
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.active.add(Connection(self, client, (host.encode(), str(port).encode())))
+            try:
+                client.setblocking(False)
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.active.add(Connection(self, client, (host.encode(), str(port).encode())))
+            except OSError:
+                log.exception("relay: dropping a new connection")
+                client.close()
 
     def serve(self, stop=lambda: False):
         next_tick = time.monotonic() + TICK

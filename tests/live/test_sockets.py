@@ -4,7 +4,7 @@ else a local process could use to speak uWSGI's own protocol.
 That protocol carries variables the HTTP side never can (UWSGI_FILE loads a
 file as an app; `exec://` runs a command), and uWSGI 2.0 cannot turn them
 off. So `uwsgi --ini uwsgi.ini` (make run, Heroku) must open no TCP port but
-the public one, and the router's private socket to its workers must be a
+the public one, and the relay's private socket to its workers must be a
 Unix socket only the app's own user may open.
 """
 
@@ -96,7 +96,7 @@ def test_only_the_public_port_and_a_private_unix_socket(server):
     inodes = socket_inodes(process_group(server.process.pid))
     assert listening_tcp_ports(inodes) == {server.port}
     paths = listening_unix_paths(inodes)
-    assert paths, "the router reaches its workers over a Unix socket"
+    assert paths, "the relay reaches its workers over a Unix socket"
     for path in paths:
         mode = os.stat(path).st_mode
         assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) & 0o077 == 0, f"{path}: {oct(stat.S_IMODE(mode))}"
@@ -110,6 +110,6 @@ def test_the_public_port_runs_nothing_a_uwsgi_packet_names(server, tmp_path):
     try:
         uwsgi_request(server.port, "GET", "/health", extra_environ={"UWSGI_FILE": f"exec://touch {marker}"}, timeout=5)
     except (ConnectionError, OSError):
-        pass  # the HTTP router may drop what is not HTTP; what matters is below
+        pass  # the relay may drop what is not HTTP; what matters is below
     assert not marker.exists()
     assert server.process.poll() is None
