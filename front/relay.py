@@ -624,7 +624,7 @@ class Connection:
         self.answer_size += len(data)
         if len(self.answer_head) < HEAD_LIMIT and b"\r\n\r\n" not in self.answer_head:
             self.answer_head += data[:HEAD_LIMIT]
-        self.to_client = data
+        self.to_client = memoryview(data)  # sent in pieces without copies
         self.client_writable()
 
     def client_writable(self):
