@@ -12,7 +12,7 @@
 import logging
 
 import orjson
-from flask import Response, current_app, g
+from flask import Response, current_app, g, request
 from flask_restful import Api
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -125,6 +125,16 @@ def handle_unexpected(e):
     return error_response(500, "internal_error", "An unexpected error occurred.", request_id=g.get("request_id"))
 
 
+def handle_decode_error(e):
+    """Werkzeug decodes the query string as UTF-8 when it is first read: a
+    client's raw bytes that are not are the client's fault, anything else a bug."""
+    try:
+        request.query_string.decode()
+    except UnicodeDecodeError:
+        return error_response(400, "bad_request", "The query string is not valid UTF-8.")
+    return handle_unexpected(e)
+
+
 def handle_db_error(e):
     # Lost connections are outages (503); anything else is a bug (500).
     if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False):
@@ -136,6 +146,7 @@ def register_error_handlers(app):
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DBAPIError, handle_db_error)
+    app.register_error_handler(UnicodeDecodeError, handle_decode_error)
     if app.config.get("REDIS_URL"):
         import redis  # only when configured: the client costs ~7 MB per process
 

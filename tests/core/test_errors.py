@@ -77,3 +77,9 @@ def test_options_is_204_with_allow_and_never_html(client, path):
     assert response.status_code == 204
     assert "GET" in response.headers["Allow"] and "OPTIONS" in response.headers["Allow"]
     assert response.get_data() == b"" and "Content-Type" not in response.headers
+
+
+@pytest.mark.parametrize("path", ["/stores", "/items"])
+def test_a_query_string_that_is_not_utf8_is_bad_request(client, path):
+    """Raw bytes as a client may send them (uWSGI passes them on as they came)."""
+    envelope(client.get(path, environ_overrides={"QUERY_STRING": "x\xff=1"}), 400, "bad_request")
