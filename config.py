@@ -78,6 +78,9 @@ class Config:
     # REQUEST_BODY_MIN_RATE bytes it holds; else 408 (front/relay.py).
     REQUEST_BODY_TIMEOUT = 5.0
     REQUEST_BODY_MIN_RATE = 65536
+    # The bytes of request bodies front/relay.py holds for all clients at
+    # once; a body that would take more is answered 503 (Retry-After).
+    REQUEST_BODIES_HELD_LIMIT = 128 * 1024 * 1024
 
     LOGIN_RATE_LIMIT = "10 per minute"
     # A username's failed logins from all addresses together, for attempts
@@ -218,6 +221,7 @@ ENVIRONMENT = (
     "MAX_CONTENT_LENGTH",
     "REQUEST_BODY_TIMEOUT",
     "REQUEST_BODY_MIN_RATE",
+    "REQUEST_BODIES_HELD_LIMIT",
     "LOGIN_RATE_LIMIT",
     "LOGIN_USERNAME_FAILURE_LIMIT",
     "DEVICE_TOKEN_EXPIRES",

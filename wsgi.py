@@ -15,8 +15,9 @@ for `make run` and Heroku.
 front/relay.py reads each whole request (decoding a chunked body) before a
 worker sees it; a request whose body is late past its deadline, whose head
 or framing cannot be read or trusted, or that carries more than one
-X-Forwarded-For line behind a trusted proxy, arrives here without its body,
-marked STORES_API_REQUEST_ERROR, and is answered 408 or 400 with
+X-Forwarded-For line behind a trusted proxy, or whose body would not fit in
+what the relay may hold for all bodies at once, arrives here without its
+body, marked STORES_API_REQUEST_ERROR, and is answered 408, 400 or 503 with
 `Connection: close`. Behind Nginx the body is whole (and de-chunked) already.
 
 Outside uWSGI (`flask run`, the test client) there is no `uwsgi` module and
@@ -57,6 +58,11 @@ REQUEST_ERRORS = {
     ),
     "head": ("400 BAD REQUEST", "bad_request", "The request line or headers could not be read, or are too large."),
     "forwarded": ("400 BAD REQUEST", "bad_request", "Send at most one X-Forwarded-For header."),
+    "busy": (
+        "503 SERVICE UNAVAILABLE",
+        "service_unavailable",
+        "The server is receiving too many request bodies: try again in a moment.",
+    ),
 }
 
 
@@ -70,6 +76,7 @@ def _error(start_response, status, error, message):
             ("X-Content-Type-Options", "nosniff"),
             # The rest of the body was never read: this connection is done.
             ("Connection", "close"),
+            *([("Retry-After", "1")] if status.startswith("503") else []),
         ],
     )
     return [body]

@@ -40,7 +40,12 @@ On the way it:
 - holds no body larger than any route takes (the image upload's), nor a
   chunked one once it declares more: such a request goes on at once
   without its body, and the app answers 413 from its Content-Length
-  without reading one.
+  without reading one;
+- holds at most REQUEST_BODIES_HELD_LIMIT bytes of bodies for all
+  connections together: a body that would take more is not read (`busy`, 503 with
+  Retry-After), and takes at most MOST_HEADER_LINES header lines and
+  MOST_CHUNK_LINES chunk-size and trailer lines per request (400): each
+  line costs this one process some CPU.
 
 The packet: a 4-byte header (modifier1 0, the variables' size as a
 little-endian u16, modifier2 0), then each variable as a u16 length and the
@@ -67,8 +72,12 @@ HEAD_LIMIT = 65536
 HEAD_TIMEOUT = 10
 # A client that takes no part of its answer for this long is dropped.
 ANSWER_TIMEOUT = 30
-# A chunk-size line longer than this is not HTTP framing.
+# At most this many header lines (each costs the relay's CPU).
+MOST_HEADER_LINES = 100
+# A chunk-size line longer than this is not HTTP framing, and a body of more
+# chunk-size and trailer lines than this costs the relay too much CPU.
 LONGEST_CHUNK_LINE = 1024
+MOST_CHUNK_LINES = 10_000
 # A chunked body may bring this many times the largest body in all (chunks of
 # 1 byte are 6 bytes on the wire); past it, it is refused as bad framing.
 FRAMING_ALLOWANCE = 6
@@ -238,6 +247,7 @@ class ChunkedDecoder:
         self.left = None  # bytes still due of the current chunk
         self.trailers = False
         self.done = False
+        self.lines = 0
 
     def held(self):
         """The bytes the body holds or has declared so far."""
@@ -262,6 +272,9 @@ class ChunkedDecoder:
                 return
             line = bytes(self.pending[:end])
             del self.pending[: end + 2]
+            self.lines += 1
+            if self.lines > MOST_CHUNK_LINES:
+                raise BadChunking
             if self.trailers:
                 self.done = not line
                 continue
@@ -275,11 +288,12 @@ class ChunkedDecoder:
 class Settings:
     """What the relay needs of the app's settings."""
 
-    def __init__(self, body_timeout, body_min_rate, largest_body, trusted_proxies=0):
+    def __init__(self, body_timeout, body_min_rate, largest_body, trusted_proxies=0, bodies_limit=128 << 20):
         self.body_timeout = body_timeout
         self.body_min_rate = body_min_rate
         self.largest_body = largest_body
         self.trusted_proxies = trusted_proxies
+        self.bodies_limit = bodies_limit  # the bytes all bodies together may hold
 
     def allowed(self, length):
         """Seconds a body of `length` bytes may take to arrive."""
@@ -293,7 +307,7 @@ class Connection:
     __slots__ = (
         "relay", "client", "address", "client_mask", "received", "state", "deadline", "started", "method",
         "variables", "keep_alive", "length", "decoder", "arrived", "discard", "worker", "worker_mask",
-        "to_worker", "to_client", "answer_head", "answer_size", "paused", "client_eof",
+        "to_worker", "to_client", "answer_head", "answer_size", "paused", "client_eof", "reserved",
     )  # fmt: skip
 
     def __init__(self, relay, client, address):
@@ -304,6 +318,7 @@ class Connection:
         self.worker = None
         self.worker_mask = 0
         self.client_eof = False  # the client sent all it will (it may still read)
+        self.reserved = 0  # of the bodies' limit (Settings), for this body
         self.next_request()
 
     def next_request(self):
@@ -391,6 +406,10 @@ class Connection:
             except BadChunking:
                 self.fail(b"chunking")
                 return
+            grown = min(self.decoder.held(), settings.largest_body + 1) - self.reserved
+            if grown > 0 and not self.reserve(grown):
+                self.fail(b"busy")
+                return
             if self.decoder.done and len(self.decoder.body) <= settings.largest_body:
                 self.received = self.decoder.pending  # the next request, if any
                 self.forward(bytes(self.decoder.body))
@@ -446,6 +465,9 @@ class Connection:
         elif not self.length:
             self.forward(b"")
             return
+        elif not self.reserve(self.length):
+            self.fail(b"busy")
+            return
         else:
             self.deadline = self.started + settings.allowed(self.length)
         self.state = BODY
@@ -479,6 +501,8 @@ class Connection:
             (b"REMOTE_ADDR", host),
             (b"REMOTE_PORT", port),
         ]
+        if len(lines) > MOST_HEADER_LINES + 1:
+            raise BadHead("too many header lines")
         fields = {}
         forwarded_lines = 0
         for line in lines[1:]:
@@ -509,6 +533,18 @@ class Connection:
             (b"SERVER_PROTOCOL", b"HTTP/1.1"), (b"SCRIPT_NAME", b""), (b"SERVER_NAME", self.relay.server_name),
             (b"SERVER_PORT", self.relay.server_port), (b"REMOTE_ADDR", host), (b"REMOTE_PORT", port),
         ]  # fmt: skip
+
+    def reserve(self, size):
+        """Room for `size` more bytes of this body in the bodies' limit, if there is."""
+        if self.relay.bodies_held + size > self.relay.settings.bodies_limit:
+            return False
+        self.relay.bodies_held += size
+        self.reserved += size
+        return True
+
+    def release(self):
+        self.relay.bodies_held -= self.reserved
+        self.reserved = 0
 
     def fail(self, reason):
         """The rest of the request will not be read: the app answers for it
@@ -601,6 +637,8 @@ class Connection:
             # closed: what it answered is still there to read.
             sent = len(self.to_worker)
         self.to_worker = self.to_worker[sent:]
+        if not self.to_worker:
+            self.release()  # the body is the worker's now
         # (Not read while the client lags: see client_writable.)
         self.watch_worker((0 if self.paused else READ) | (WRITE if self.to_worker else 0))
 
@@ -659,6 +697,7 @@ class Connection:
 
     def answered(self):
         """The answer is all sent: the next request, or the end."""
+        self.release()
         if self.keep_alive and not self.discard and not self.relay.stopping and self.answer_delimited():
             self.next_request()
             if self.received:
@@ -708,6 +747,7 @@ class Connection:
 
     def close(self):
         self.state = LINGERING
+        self.release()
         self.relay.active.discard(self)
         self.relay.pending.discard(self)
         self.relay.waiting.discard(self)
@@ -729,6 +769,7 @@ class Relay:
         self.active = set()  # connections not yet closed
         self.pending = set()  # connections with a deadline running
         self.waiting = set()  # connections waiting for room in the workers' backlog
+        self.bodies_held = 0  # bytes reserved by bodies still arriving
         self.stopping = False
         self.listener = listener
         self.listener.setblocking(False)
@@ -848,7 +889,11 @@ def settings_from_environment():
     values.update(from_environment(settings))
     largest = max(values["MAX_CONTENT_LENGTH"] or 0, largest_upload_body(values))
     return Settings(
-        values["REQUEST_BODY_TIMEOUT"], values["REQUEST_BODY_MIN_RATE"], largest, values["TRUSTED_PROXY_COUNT"]
+        values["REQUEST_BODY_TIMEOUT"],
+        values["REQUEST_BODY_MIN_RATE"],
+        largest,
+        values["TRUSTED_PROXY_COUNT"],
+        values["REQUEST_BODIES_HELD_LIMIT"],
     )
 
 

@@ -326,7 +326,9 @@ def test_a_large_body_sent_in_small_pieces_arrives_whole(tmp_path, connect):
     assert workers.requests[0][2] == body
 
 
-@pytest.mark.parametrize("framing", [b"1x\r\n", b"1\r\nabX\r\n", b"f" * 17 + b"\r\n", b"1" * 2000])
+@pytest.mark.parametrize(
+    "framing", [b"1x\r\n", b"1\r\nabX\r\n", b"f" * 17 + b"\r\n", b"1" * 2000, b"1\r\nx\r\n" * 10_001]
+)
 def test_the_chunked_decoder_refuses_what_is_not_framing(framing):
     with pytest.raises(BadChunking):
         ChunkedDecoder().feed(framing)
@@ -516,6 +518,7 @@ def test_expect_100_continue_is_answered_before_the_body(relay, connect):
         b"GET / HTTP/1.1\r\nX: " + b"y" * 70000 + b"\r\n\r\n",
         b"GET /a\rb HTTP/1.1\r\nHost: t\r\nX-A: 1\nX-B: 2\r\n\r\n",  # as many CR as LF, yet bare ones
         b"GET / HTTP/1.1\r\nX-A: a\x01b\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + b"a: b\r\n" * 101 + b"\r\n",  # each line costs the relay's CPU
     ],
 )
 def test_a_head_that_is_no_http_is_marked(relay, connect, bad_head):
@@ -673,3 +676,30 @@ def test_requests_sent_ahead_are_held_up_to_the_head_limit(tmp_path, connect):
             time.sleep(0.002)
         stop.set()
         assert held <= 65536 + 262144, held
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_bodies_past_the_relays_limit_for_all_of_them_are_not_read(tmp_path, connect, chunked):
+    """1,500 bytes for all bodies at once: a first body of 1,000 still
+    arriving leaves no room for a second; once it has gone on, there is."""
+    workers = Workers(str(tmp_path / "workers.sock"))
+    with running_relay(tmp_path, Settings(5.0, 1000, LIMIT, bodies_limit=1500)) as address:
+        first = connect(address)
+        first.sendall(head("POST", ("Content-Length", "1000"), target="/first") + b"a" * 10)
+        time.sleep(0.1)
+        second = connect(address)
+        if chunked:
+            second.sendall(head("POST", ("Transfer-Encoding", "chunked"), target="/second") + b"258\r\n" + b"b" * 600)
+        else:
+            second.sendall(head("POST", ("Content-Length", "600"), target="/second"))
+        assert answer(second).endswith(b"ok") and closed(second)
+        first.sendall(b"a" * 990)
+        assert answer(first).endswith(b"ok")
+        third = connect(address)
+        third.sendall(head("POST", ("Content-Length", "600"), target="/third") + b"c" * 600)
+        assert answer(third).endswith(b"ok")
+    seen = {r[1][b"PATH_INFO"]: r for r in workers.requests}
+    assert seen[b"/second"][1][b"STORES_API_REQUEST_ERROR"] == b"busy"
+    assert seen[b"/first"][2] == b"a" * 1000 and seen[b"/third"][2] == b"c" * 600
+    assert b"STORES_API_REQUEST_ERROR" not in seen[b"/third"][1]
+    workers.listener.close()

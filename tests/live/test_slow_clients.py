@@ -38,9 +38,10 @@ TRICKLE_EVERY = 3.5
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Two workers, as `make run` and a small Heroku dyno have; a body must be
-    in within 2 s (REQUEST_BODY_TIMEOUT); one proxy in front, as on Heroku."""
+    in within 2 s (REQUEST_BODY_TIMEOUT); one proxy in front, as on Heroku;
+    the relay holds at most 1 MB of bodies at once."""
     database = tmp_path_factory.mktemp("slow-clients") / "live.db"
-    settings = {"REQUEST_BODY_TIMEOUT": "2", "TRUSTED_PROXY_COUNT": "1"}
+    settings = {"REQUEST_BODY_TIMEOUT": "2", "TRUSTED_PROXY_COUNT": "1", "REQUEST_BODIES_HELD_LIMIT": "1000000"}
     with LiveServer(f"sqlite:///{database}", processes=2, extra_env=settings) as live:
         yield live
 
@@ -197,6 +198,17 @@ def test_two_x_forwarded_for_lines_are_refused(server):
     status, headers, body = split_response(raw)
     assert status == 400 and json.loads(body)["error"] == "bad_request"
     assert headers["connection"] == "close"
+
+
+def test_a_body_past_what_the_relay_may_hold_is_503(server):
+    """900 kB of one body still arriving: a second of 200 kB is not read."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as holder:
+        holder.sendall(b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n\r\n" + b"{" * 1000)
+        time.sleep(0.2)
+        raw = raw_request(server.port, b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n")
+    status, headers, body = split_response(raw)
+    assert status == 503 and json.loads(body)["error"] == "service_unavailable"
+    assert headers["retry-after"] == "1" and headers["connection"] == "close"
 
 
 def test_expect_100_continue_is_answered_at_once(server):
