@@ -72,6 +72,11 @@ HEAD_LIMIT = 65536
 HEAD_TIMEOUT = 10
 # A client that takes no part of its answer for this long is dropped.
 ANSWER_TIMEOUT = 30
+# While a client is slower than its worker, its answer is held here, up to
+# this much per connection and ANSWERS_HELD_LIMIT for all: the worker is free
+# once its answer is out, however slowly the client reads it.
+ANSWER_BUFFER = 1024 * 1024
+ANSWERS_HELD_LIMIT = 64 * 1024 * 1024
 # At most this many header lines (each costs the relay's CPU).
 MOST_HEADER_LINES = 100
 # A chunk-size line longer than this is not HTTP framing, and a body of more
@@ -331,7 +336,7 @@ class Connection:
         self.length = 0
         self.discard = self.paused = False
         self.to_worker = None  # the request, as far as the worker has not taken it
-        self.to_client = b""  # the answer, as far as the client has not taken it
+        self.to_client = bytearray()  # the answer, as far as the client has not taken it
         self.answer_head = bytearray()
         self.answer_size = 0
         self.watch_client(self.client_reading())
@@ -614,7 +619,7 @@ class Connection:
 
     def answer_complete(self, answer):
         """An answer given here, not by a worker."""
-        self.to_client = answer
+        self.queue(answer)
         self.client_writable()
         if self.client is not None and not self.paused:
             self.answered()
@@ -622,7 +627,11 @@ class Connection:
     def worker_event(self, events):
         # Events of one poll may outlive a request closed earlier in it. The
         # answer first: a worker may answer (401, 413...) before reading a body.
-        if events & (READ | select.EPOLLHUP | select.EPOLLERR) and self.worker is not None and not self.paused:
+        if (
+            events & (READ | select.EPOLLHUP | select.EPOLLERR)
+            and self.worker is not None
+            and self.worker_events() & READ
+        ):
             self.worker_readable()
         if events & WRITE and self.worker is not None and self.to_worker:
             self.worker_writable()
@@ -639,8 +648,14 @@ class Connection:
         self.to_worker = self.to_worker[sent:]
         if not self.to_worker:
             self.release()  # the body is the worker's now
-        # (Not read while the client lags: see client_writable.)
-        self.watch_worker((0 if self.paused else READ) | (WRITE if self.to_worker else 0))
+        self.watch_worker(self.worker_events())
+
+    def worker_events(self):
+        """What the worker's socket is waited for: READ while its answer has
+        room here (else it is out of epoll, where its hang-up could spin the
+        loop), WRITE while it has not taken all of the request."""
+        room = len(self.to_client) < ANSWER_BUFFER and self.relay.answers_held < ANSWERS_HELD_LIMIT
+        return (READ if room else 0) | (WRITE if self.to_worker else 0)
 
     def worker_readable(self):
         try:
@@ -653,17 +668,25 @@ class Connection:
             self.relay.unwatch(self.worker)
             self.worker.close()
             self.worker, self.worker_mask = None, 0
-            if self.answer_size:
-                self.answered()
-            else:  # the worker ended without answering (killed: harakiri)
+            if not self.answer_size:  # the worker ended without answering (killed: harakiri)
                 self.discard = True
                 self.answer_complete(NO_ANSWER)
+            elif not self.to_client:
+                self.answered()
+            # else: once the client has taken the rest (client_writable)
             return
         self.answer_size += len(data)
         if len(self.answer_head) < HEAD_LIMIT and b"\r\n\r\n" not in self.answer_head:
             self.answer_head += data[:HEAD_LIMIT]
-        self.to_client = memoryview(data)  # sent in pieces without copies
-        self.client_writable()
+        self.queue(data)
+        if self.paused:
+            self.watch_worker(self.worker_events())  # its room here may be full now
+        else:
+            self.client_writable()
+
+    def queue(self, data):
+        self.to_client += data
+        self.relay.answers_held += len(data)
 
     def client_writable(self):
         try:
@@ -673,15 +696,16 @@ class Connection:
         except OSError:
             self.close()
             return
-        self.to_client = self.to_client[sent:]
+        del self.to_client[:sent]
+        self.relay.answers_held -= sent
         if self.to_client:
             if not self.paused:
-                # The client is slower than the worker: wait for it, reading
-                # no more (out of epoll altogether: a closed socket's hang-up
-                # would wake it), for ANSWER_TIMEOUT at most without progress.
+                # The client is slower than the worker: the answer waits here
+                # for it (up to ANSWER_BUFFER), for ANSWER_TIMEOUT at most
+                # without progress.
                 self.paused = True
                 if self.worker is not None:
-                    self.watch_worker(0)
+                    self.watch_worker(self.worker_events())
                 self.watch_client(WRITE)
             if sent or self not in self.relay.pending:
                 self.deadline = time.monotonic() + ANSWER_TIMEOUT
@@ -691,9 +715,9 @@ class Connection:
             self.relay.pending.discard(self)
             self.watch_client(self.client_reading())
             if self.worker is not None:
-                self.watch_worker(READ | (WRITE if self.to_worker else 0))
+                self.watch_worker(self.worker_events())
             else:
-                self.answered()  # an answer given here, now all sent
+                self.answered()  # all sent of an answer whose worker is done
 
     def answered(self):
         """The answer is all sent: the next request, or the end."""
@@ -748,6 +772,8 @@ class Connection:
     def close(self):
         self.state = LINGERING
         self.release()
+        self.relay.answers_held -= len(self.to_client)
+        self.to_client = bytearray()
         self.relay.active.discard(self)
         self.relay.pending.discard(self)
         self.relay.waiting.discard(self)
@@ -770,6 +796,7 @@ class Relay:
         self.pending = set()  # connections with a deadline running
         self.waiting = set()  # connections waiting for room in the workers' backlog
         self.bodies_held = 0  # bytes reserved by bodies still arriving
+        self.answers_held = 0  # bytes of answers waiting for their clients
         self.stopping = False
         self.listener = listener
         self.listener.setblocking(False)

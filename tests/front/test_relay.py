@@ -24,6 +24,7 @@ class Workers:
     def __init__(self, path, answer=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", limit=LIMIT):
         self.requests = []
         self.cut_off = []
+        self.answered = []  # when each whole answer had been sent
         self.answer = answer
         self.limit = limit
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -50,6 +51,7 @@ class Workers:
                 self.requests.append((time.monotonic(), variables, body))
                 try:
                     conn.sendall(self.answer)
+                    self.answered.append(time.monotonic())
                 except OSError:
                     self.cut_off.append(time.monotonic())
 
@@ -703,3 +705,42 @@ def test_bodies_past_the_relays_limit_for_all_of_them_are_not_read(tmp_path, con
     assert seen[b"/first"][2] == b"a" * 1000 and seen[b"/third"][2] == b"c" * 600
     assert b"STORES_API_REQUEST_ERROR" not in seen[b"/third"][1]
     workers.listener.close()
+
+
+def test_a_slow_reader_does_not_hold_its_worker(tmp_path):
+    """An answer of 900 kB (more than the sockets between can hold) to a
+    client that reads nothing for a second: the worker is done with it at
+    once; the client then gets it whole."""
+    body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + bytes(range(256)) * 3516 + b"x" * 96
+    workers = Workers(str(tmp_path / "workers.sock"), answer=body)
+    relays = []
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address, socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(address)
+        small_send_buffer(relays)
+        client.sendall(head())
+        time.sleep(1.0)
+        assert workers.answered, "the worker still waits for the client"
+        assert workers.answered[0] - workers.requests[0][0] < 0.5
+        client.settimeout(5)
+        assert answer(client) == body
+    assert relays[0].answers_held == 0
+
+
+def test_answers_held_for_slow_readers_are_bounded_for_all_clients(tmp_path, monkeypatch):
+    """Past ANSWERS_HELD_LIMIT the relay reads no more of the answer: the
+    client's slowness is its worker's again, as it must be, not the relay's memory."""
+    monkeypatch.setattr("front.relay.ANSWERS_HELD_LIMIT", 100_000)
+    body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + b"y" * 900_000
+    workers = Workers(str(tmp_path / "workers.sock"), answer=body)
+    relays = []
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address, socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(address)
+        small_send_buffer(relays)
+        client.sendall(head())
+        time.sleep(1.0)
+        assert not workers.answered
+        assert relays[0].answers_held < 100_000 + 262144
+        client.settimeout(5)
+        assert answer(client) == body
