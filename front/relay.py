@@ -61,6 +61,7 @@ import select
 import signal
 import socket
 import struct
+import tempfile
 import time
 
 log = logging.getLogger("stores_api.front")
@@ -72,11 +73,14 @@ HEAD_LIMIT = 65536
 HEAD_TIMEOUT = 10
 # A client that takes no part of its answer for this long is dropped.
 ANSWER_TIMEOUT = 30
-# While a client is slower than its worker, its answer is held here, up to
-# this much per connection and ANSWERS_HELD_LIMIT for all: the worker is free
-# once its answer is out, however slowly the client reads it.
+# While a client is slower than its worker, its answer waits here: in memory
+# up to ANSWER_BUFFER per connection (ANSWERS_HELD_LIMIT for all), the rest
+# in a temporary file (ANSWERS_SPOOLED_LIMIT for all), as Nginx buffers a
+# proxied answer. So the worker is free once its answer is out, however
+# slowly the client reads it.
 ANSWER_BUFFER = 1024 * 1024
 ANSWERS_HELD_LIMIT = 64 * 1024 * 1024
+ANSWERS_SPOOLED_LIMIT = 1024 * 1024 * 1024
 # At most this many header lines (each costs the relay's CPU).
 MOST_HEADER_LINES = 100
 # A chunk-size line longer than this is not HTTP framing, and a body of more
@@ -312,7 +316,8 @@ class Connection:
     __slots__ = (
         "relay", "client", "address", "client_mask", "received", "state", "deadline", "started", "method",
         "variables", "keep_alive", "length", "decoder", "arrived", "discard", "worker", "worker_mask",
-        "to_worker", "to_client", "answer_head", "answer_size", "paused", "client_eof", "reserved",
+        "to_worker", "to_client", "answer_head", "answer_size", "paused", "client_eof", "reserved", "spool",
+        "spool_read", "spool_size",
     )  # fmt: skip
 
     def __init__(self, relay, client, address):
@@ -324,6 +329,8 @@ class Connection:
         self.worker_mask = 0
         self.client_eof = False  # the client sent all it will (it may still read)
         self.reserved = 0  # of the bodies' limit (Settings), for this body
+        self.spool = None  # the temporary file holding the rest of the answer, if any
+        self.spool_read = self.spool_size = 0
         self.next_request()
 
     def next_request(self):
@@ -654,8 +661,11 @@ class Connection:
         """What the worker's socket is waited for: READ while its answer has
         room here (else it is out of epoll, where its hang-up could spin the
         loop), WRITE while it has not taken all of the request."""
-        room = len(self.to_client) < ANSWER_BUFFER and self.relay.answers_held < ANSWERS_HELD_LIMIT
+        room = self.memory_room() or self.relay.answers_spooled < ANSWERS_SPOOLED_LIMIT
         return (READ if room else 0) | (WRITE if self.to_worker else 0)
+
+    def memory_room(self):
+        return len(self.to_client) < ANSWER_BUFFER and self.relay.answers_held < ANSWERS_HELD_LIMIT
 
     def worker_readable(self):
         try:
@@ -671,7 +681,7 @@ class Connection:
             if not self.answer_size:  # the worker ended without answering (killed: harakiri)
                 self.discard = True
                 self.answer_complete(NO_ANSWER)
-            elif not self.to_client:
+            elif not self.to_client and self.spool is None:
                 self.answered()
             # else: once the client has taken the rest (client_writable)
             return
@@ -685,10 +695,32 @@ class Connection:
             self.client_writable()
 
     def queue(self, data):
+        """The answer's next bytes, in memory while there is room (and
+        nothing waits in the file before them), else in the file."""
+        if self.spool is None and self.memory_room():
+            self.to_client += data
+            self.relay.answers_held += len(data)
+            return
+        if self.spool is None:
+            self.spool = tempfile.TemporaryFile(prefix="stores-api-answer-")
+        os.pwrite(self.spool.fileno(), data, self.spool_size)
+        self.spool_size += len(data)
+        self.relay.answers_spooled += len(data)
+
+    def refill(self):
+        """The file's next bytes into memory; the file goes once it is read."""
+        data = os.pread(self.spool.fileno(), RECEIVE, self.spool_read)
+        self.spool_read += len(data)
+        self.relay.answers_spooled -= len(data)
         self.to_client += data
         self.relay.answers_held += len(data)
+        if self.spool_read == self.spool_size:
+            self.spool.close()
+            self.spool, self.spool_read, self.spool_size = None, 0, 0
 
     def client_writable(self):
+        if not self.to_client and self.spool is not None:
+            self.refill()
         try:
             sent = self.client.send(self.to_client)
         except (BlockingIOError, InterruptedError):
@@ -698,7 +730,7 @@ class Connection:
             return
         del self.to_client[:sent]
         self.relay.answers_held -= sent
-        if self.to_client:
+        if self.to_client or self.spool is not None:
             if not self.paused:
                 # The client is slower than the worker: the answer waits here
                 # for it (up to ANSWER_BUFFER), for ANSWER_TIMEOUT at most
@@ -774,6 +806,10 @@ class Connection:
         self.release()
         self.relay.answers_held -= len(self.to_client)
         self.to_client = bytearray()
+        if self.spool is not None:
+            self.relay.answers_spooled -= self.spool_size - self.spool_read
+            self.spool.close()
+            self.spool = None
         self.relay.active.discard(self)
         self.relay.pending.discard(self)
         self.relay.waiting.discard(self)
@@ -796,7 +832,8 @@ class Relay:
         self.pending = set()  # connections with a deadline running
         self.waiting = set()  # connections waiting for room in the workers' backlog
         self.bodies_held = 0  # bytes reserved by bodies still arriving
-        self.answers_held = 0  # bytes of answers waiting for their clients
+        self.answers_held = 0  # bytes of answers waiting for their clients, in memory
+        self.answers_spooled = 0  # and in temporary files
         self.stopping = False
         self.listener = listener
         self.listener.setblocking(False)

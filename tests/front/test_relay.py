@@ -306,6 +306,7 @@ def test_a_client_that_stops_reading_its_answer_frees_its_worker(tmp_path, conne
     """No part of the answer taken for ANSWER_TIMEOUT: the relay hangs up on
     the worker and the client (more than the sockets' buffers can hold)."""
     monkeypatch.setattr("front.relay.ANSWER_TIMEOUT", 0.3)
+    monkeypatch.setattr("front.relay.ANSWERS_SPOOLED_LIMIT", 0)  # nowhere to keep it but the sockets
     workers = Workers(str(tmp_path / "workers.sock"), answer=b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 30_000_000)
     with running_relay(tmp_path, Settings(1.0, 1000, LIMIT)) as address:
         client = connect(address)
@@ -711,7 +712,7 @@ def test_a_slow_reader_does_not_hold_its_worker(tmp_path):
     """An answer of 900 kB (more than the sockets between can hold) to a
     client that reads nothing for a second: the worker is done with it at
     once; the client then gets it whole."""
-    body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + bytes(range(256)) * 3516 + b"x" * 96
+    body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + bytes(range(256)) * 3515 + b"x" * 160
     workers = Workers(str(tmp_path / "workers.sock"), answer=body)
     relays = []
     with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address, socket.socket() as client:
@@ -728,9 +729,11 @@ def test_a_slow_reader_does_not_hold_its_worker(tmp_path):
 
 
 def test_answers_held_for_slow_readers_are_bounded_for_all_clients(tmp_path, monkeypatch):
-    """Past ANSWERS_HELD_LIMIT the relay reads no more of the answer: the
-    client's slowness is its worker's again, as it must be, not the relay's memory."""
+    """Past ANSWERS_HELD_LIMIT and ANSWERS_SPOOLED_LIMIT the relay reads no
+    more of the answer: the client's slowness is its worker's again, as it
+    must be, not the relay's memory or disk."""
     monkeypatch.setattr("front.relay.ANSWERS_HELD_LIMIT", 100_000)
+    monkeypatch.setattr("front.relay.ANSWERS_SPOOLED_LIMIT", 100_000)
     body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + b"y" * 900_000
     workers = Workers(str(tmp_path / "workers.sock"), answer=body)
     relays = []
@@ -744,3 +747,26 @@ def test_answers_held_for_slow_readers_are_bounded_for_all_clients(tmp_path, mon
         assert relays[0].answers_held < 100_000 + 262144
         client.settimeout(5)
         assert answer(client) == body
+
+
+def test_an_answer_past_the_memory_buffer_waits_in_a_file(tmp_path, monkeypatch):
+    """100 kB in memory, the rest of 900 kB in a temporary file: the worker
+    is done at once, the client that reads nothing for a second then gets it
+    whole, and nothing is left held."""
+    monkeypatch.setattr("front.relay.ANSWER_BUFFER", 100_000)
+    body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + bytes(range(256)) * 3515 + b"x" * 160
+    workers = Workers(str(tmp_path / "workers.sock"), answer=body)
+    relays = []
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address, socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(address)
+        small_send_buffer(relays)
+        client.sendall(head())
+        time.sleep(1.0)
+        assert workers.answered and workers.answered[0] - workers.requests[0][0] < 0.5
+        assert relays[0].answers_spooled > 0
+        client.settimeout(5)
+        assert answer(client) == body
+        client.sendall(head())  # the connection goes on
+        assert answer(client) == body
+    assert relays[0].answers_held == 0 and relays[0].answers_spooled == 0
