@@ -45,7 +45,9 @@ On the way it:
   connections together: a body that would take more is not read (`busy`, 503 with
   Retry-After), and takes at most MOST_HEADER_LINES header lines and
   MOST_CHUNK_LINES chunk-size and trailer lines per request (400): each
-  line costs this one process some CPU.
+  line costs this one process some CPU;
+- holds an answer for a client slower than its worker (in memory, then in
+  a temporary file), so that no worker waits on a slow reader.
 
 The packet: a 4-byte header (modifier1 0, the variables' size as a
 little-endian u16, modifier2 0), then each variable as a u16 length and the

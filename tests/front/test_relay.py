@@ -631,6 +631,18 @@ def small_send_buffer(relays):
     next(iter(relays[0].active)).client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
 
 
+@contextmanager
+def slow_reader(address, relays):
+    """A client with a 4 KiB receive buffer, which has asked for / and reads
+    nothing yet (and the relay's socket to it a small send buffer)."""
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(address)
+        small_send_buffer(relays)
+        client.sendall(head())
+        yield client
+
+
 def test_an_early_answer_to_a_client_not_reading_does_not_spin(tmp_path):
     """A worker answers without reading the body and closes, while the
     client reads nothing: the relay waits in epoll, not on the worker."""
@@ -715,11 +727,10 @@ def test_a_slow_reader_does_not_hold_its_worker(tmp_path):
     body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + bytes(range(256)) * 3515 + b"x" * 160
     workers = Workers(str(tmp_path / "workers.sock"), answer=body)
     relays = []
-    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address, socket.socket() as client:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client.connect(address)
-        small_send_buffer(relays)
-        client.sendall(head())
+    with (
+        running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address,
+        slow_reader(address, relays) as client,
+    ):
         time.sleep(1.0)
         assert workers.answered, "the worker still waits for the client"
         assert workers.answered[0] - workers.requests[0][0] < 0.5
@@ -737,11 +748,10 @@ def test_answers_held_for_slow_readers_are_bounded_for_all_clients(tmp_path, mon
     body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + b"y" * 900_000
     workers = Workers(str(tmp_path / "workers.sock"), answer=body)
     relays = []
-    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address, socket.socket() as client:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client.connect(address)
-        small_send_buffer(relays)
-        client.sendall(head())
+    with (
+        running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address,
+        slow_reader(address, relays) as client,
+    ):
         time.sleep(1.0)
         assert not workers.answered
         assert relays[0].answers_held < 100_000 + 262144
@@ -757,11 +767,10 @@ def test_an_answer_past_the_memory_buffer_waits_in_a_file(tmp_path, monkeypatch)
     body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + bytes(range(256)) * 3515 + b"x" * 160
     workers = Workers(str(tmp_path / "workers.sock"), answer=body)
     relays = []
-    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address, socket.socket() as client:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client.connect(address)
-        small_send_buffer(relays)
-        client.sendall(head())
+    with (
+        running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address,
+        slow_reader(address, relays) as client,
+    ):
         time.sleep(1.0)
         assert workers.answered and workers.answered[0] - workers.requests[0][0] < 0.5
         assert relays[0].answers_spooled > 0
