@@ -361,6 +361,10 @@ class Connection:
 
     def watch_worker(self, mask):
         self.worker_mask = self.relay.watch(self.worker, self.worker_mask, mask, self.worker_event)
+        if mask & READ:
+            self.relay.starved.discard(self)
+        else:
+            self.relay.starved.add(self)  # its answer is read again once there is room (Relay.tick)
 
     # -- the client's side -----------------------------------------------------
     def client_event(self, events):
@@ -636,12 +640,11 @@ class Connection:
     def worker_event(self, events):
         # Events of one poll may outlive a request closed earlier in it. The
         # answer first: a worker may answer (401, 413...) before reading a body.
-        if (
-            events & (READ | select.EPOLLHUP | select.EPOLLERR)
-            and self.worker is not None
-            and self.worker_events() & READ
-        ):
-            self.worker_readable()
+        if events & (READ | select.EPOLLHUP | select.EPOLLERR) and self.worker is not None:
+            if self.worker_events() & READ:
+                self.worker_readable()
+            else:
+                self.watch_worker(self.worker_events())  # no room here now: out of epoll, not spinning
         if events & WRITE and self.worker is not None and self.to_worker:
             self.worker_writable()
 
@@ -663,7 +666,7 @@ class Connection:
         """What the worker's socket is waited for: READ while its answer has
         room here (else it is out of epoll, where its hang-up could spin the
         loop), WRITE while it has not taken all of the request."""
-        room = self.memory_room() or self.relay.answers_spooled < ANSWERS_SPOOLED_LIMIT
+        room = (self.spool is None and self.memory_room()) or self.relay.answers_spooled < ANSWERS_SPOOLED_LIMIT
         return (READ if room else 0) | (WRITE if self.to_worker else 0)
 
     def memory_room(self):
@@ -705,9 +708,12 @@ class Connection:
             return
         if self.spool is None:
             self.spool = tempfile.TemporaryFile(prefix="stores-api-answer-")
-        os.pwrite(self.spool.fileno(), data, self.spool_size)
-        self.spool_size += len(data)
-        self.relay.answers_spooled += len(data)
+        data = memoryview(data)
+        while data:
+            written = os.pwrite(self.spool.fileno(), data, self.spool_size)
+            self.spool_size += written
+            self.relay.answers_spooled += written
+            data = data[written:]
 
     def refill(self):
         """The file's next bytes into memory; the file goes once it is read."""
@@ -805,6 +811,7 @@ class Connection:
 
     def close(self):
         self.state = LINGERING
+        self.relay.starved.discard(self)
         self.release()
         self.relay.answers_held -= len(self.to_client)
         self.to_client = bytearray()
@@ -836,6 +843,7 @@ class Relay:
         self.bodies_held = 0  # bytes reserved by bodies still arriving
         self.answers_held = 0  # bytes of answers waiting for their clients, in memory
         self.answers_spooled = 0  # and in temporary files
+        self.starved = set()  # connections whose worker is not read for want of room
         self.stopping = False
         self.listener = listener
         self.listener.setblocking(False)
@@ -924,12 +932,18 @@ class Relay:
         return not self.active
 
     def tick(self, now):
-        """Deadlines, requests waiting for room at the workers, and accepting again."""
+        """Deadlines, requests waiting for room at the workers, answers
+        waiting for room here, and accepting again."""
         for connection in list(self.pending):
             self.guarded(connection, connection.expire, now)
         waiting, self.waiting = self.waiting, set()
         for connection in waiting:
             self.guarded(connection, connection.connect)
+        for connection in list(self.starved):
+            if connection.worker is None:
+                self.starved.discard(connection)
+            elif connection.worker_events() & READ:
+                self.guarded(connection, connection.watch_worker, connection.worker_events())
         if not self.accepting and self.listener is not None:
             self.accepting = True
             self.register(self.listener, READ, self.accept)

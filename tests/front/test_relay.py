@@ -779,3 +779,100 @@ def test_an_answer_past_the_memory_buffer_waits_in_a_file(tmp_path, monkeypatch)
         client.sendall(head())  # the connection goes on
         assert answer(client) == body
     assert relays[0].answers_held == 0 and relays[0].answers_spooled == 0
+
+
+class ThreadedWorkers:
+    """Workers answering each connection in its own thread: answers[PATH_INFO]
+    = (seconds to wait first, the answer, or a list of its pieces to send 5 ms
+    apart); `answered` lists the paths answered."""
+
+    def __init__(self, path, answers):
+        self.answers, self.answered = answers, []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(16)
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
+
+    def answer(self, conn):
+        with conn:
+            data = conn.recv(4)
+            size = 4 + struct.unpack("<H", data[1:3])[0]
+            while len(data) < size:
+                data += conn.recv(65536)
+            path = dict(parse_variables(data[:size]))[b"PATH_INFO"]
+            delay, reply = self.answers[path]
+            time.sleep(delay)
+            try:
+                for piece in reply if isinstance(reply, list) else [reply]:
+                    conn.sendall(piece)
+                    time.sleep(0.005 if isinstance(reply, list) else 0)
+                self.answered.append(path)
+            except OSError:
+                pass
+
+
+BIG = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + b"y" * 900_000
+SMALL = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@pytest.fixture
+def little_room(monkeypatch):
+    """100 kB for all answers in memory, as much in files, and a 1 s answer timeout."""
+    monkeypatch.setattr("front.relay.ANSWERS_HELD_LIMIT", 100_000)
+    monkeypatch.setattr("front.relay.ANSWERS_SPOOLED_LIMIT", 100_000)
+    monkeypatch.setattr("front.relay.ANSWER_TIMEOUT", 1.0)
+
+
+def test_an_answer_waiting_for_room_is_read_once_there_is_some(tmp_path, connect, little_room):
+    """A slow reader fills the room for answers; a request forwarded then
+    gets its answer once that reader is gone."""
+    ThreadedWorkers(str(tmp_path / "workers.sock"), {b"/": (0, BIG), b"/a": (0, SMALL)})
+    relays = []
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address:
+        with slow_reader(address, relays):
+            time.sleep(0.5)
+            other = connect(address)
+            other.sendall(head(target="/a"))
+            time.sleep(0.5)
+        assert answer(other) == SMALL
+
+
+def test_an_answer_waiting_for_room_does_not_spin(tmp_path, connect, little_room):
+    ThreadedWorkers(str(tmp_path / "workers.sock"), {b"/": (0, BIG), b"/a": (0.5, SMALL)})
+    relays, polls = [], []
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), polls, relays) as address:
+        with slow_reader(address, relays):
+            other = connect(address)
+            other.sendall(head(target="/a"))  # forwarded while there is room; answered once there is none
+            time.sleep(0.8)
+            before = len(polls)
+            time.sleep(0.5)
+            assert len(polls) - before < 100, len(polls) - before
+        assert answer(other) == SMALL
+
+
+def test_the_file_limit_holds_while_the_client_reads_a_little(tmp_path, monkeypatch):
+    monkeypatch.setattr("front.relay.ANSWER_BUFFER", 100_000)
+    monkeypatch.setattr("front.relay.ANSWERS_SPOOLED_LIMIT", 200_000)
+    size = 5_000_000
+    pieces = [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size] + [b"y" * 50_000] * (size // 50_000)
+    reply = b"".join(pieces)
+    ThreadedWorkers(str(tmp_path / "workers.sock"), {b"/": (0, pieces)})  # about 10 MB/s
+    relays = []
+    with running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address:
+        with slow_reader(address, relays) as client:
+            client.settimeout(5)
+            received, peak = 0, 0
+            while received < len(reply):
+                received += len(client.recv(4096))
+                peak = max(peak, relays[0].answers_spooled)
+                time.sleep(0.002)
+        assert peak <= 200_000 + 262144, peak
