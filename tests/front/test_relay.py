@@ -38,22 +38,28 @@ class Workers:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            with conn:
-                data = conn.recv(4)
-                size = 4 + struct.unpack("<H", data[1:3])[0]
-                while len(data) < size:
-                    data += conn.recv(65536)
-                variables = dict(parse_variables(data[:size]))
-                length = int(variables.get(b"CONTENT_LENGTH") or 0)
-                body = data[size:]
-                while len(body) < length <= self.limit:
-                    body += conn.recv(65536)
-                self.requests.append((time.monotonic(), variables, body))
-                try:
-                    conn.sendall(self.answer)
-                    self.answered.append(time.monotonic())
-                except OSError:
-                    self.cut_off.append(time.monotonic())
+            self.take(conn)
+
+    def take(self, conn):
+        with conn:
+            data = conn.recv(4)
+            size = 4 + struct.unpack("<H", data[1:3])[0]
+            while len(data) < size:
+                data += conn.recv(65536)
+            variables = dict(parse_variables(data[:size]))
+            length = int(variables.get(b"CONTENT_LENGTH") or 0)
+            body = data[size:]
+            while len(body) < length <= self.limit:
+                body += conn.recv(65536)
+            self.requests.append((time.monotonic(), variables, body))
+            try:
+                self.reply(conn, variables)
+                self.answered.append(time.monotonic())
+            except OSError:
+                self.cut_off.append(time.monotonic())
+
+    def reply(self, conn, variables):
+        conn.sendall(self.answer)
 
 
 def listen():
@@ -781,17 +787,14 @@ def test_an_answer_past_the_memory_buffer_waits_in_a_file(tmp_path, monkeypatch)
     assert relays[0].answers_held == 0 and relays[0].answers_spooled == 0
 
 
-class ThreadedWorkers:
+class ThreadedWorkers(Workers):
     """Workers answering each connection in its own thread: answers[PATH_INFO]
     = (seconds to wait first, the answer, or a list of its pieces to send 5 ms
-    apart); `answered` lists the paths answered."""
+    apart)."""
 
     def __init__(self, path, answers):
-        self.answers, self.answered = answers, []
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(16)
-        threading.Thread(target=self.serve, daemon=True).start()
+        self.answers = answers
+        super().__init__(path)
 
     def serve(self):
         while True:
@@ -799,24 +802,14 @@ class ThreadedWorkers:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
+            threading.Thread(target=self.take, args=(conn,), daemon=True).start()
 
-    def answer(self, conn):
-        with conn:
-            data = conn.recv(4)
-            size = 4 + struct.unpack("<H", data[1:3])[0]
-            while len(data) < size:
-                data += conn.recv(65536)
-            path = dict(parse_variables(data[:size]))[b"PATH_INFO"]
-            delay, reply = self.answers[path]
-            time.sleep(delay)
-            try:
-                for piece in reply if isinstance(reply, list) else [reply]:
-                    conn.sendall(piece)
-                    time.sleep(0.005 if isinstance(reply, list) else 0)
-                self.answered.append(path)
-            except OSError:
-                pass
+    def reply(self, conn, variables):
+        delay, reply = self.answers[variables[b"PATH_INFO"]]
+        time.sleep(delay)
+        for piece in reply if isinstance(reply, list) else [reply]:
+            conn.sendall(piece)
+            time.sleep(0.005 if isinstance(reply, list) else 0)
 
 
 BIG = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + b"y" * 900_000
