@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 from urllib.parse import unquote_to_bytes
 
 from app import create_app
@@ -74,6 +75,7 @@ def _error(start_response, status, error, message):
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),
             ("X-Content-Type-Options", "nosniff"),
+            ("X-Request-ID", os.urandom(16).hex()),
             # The rest of the body was never read: this connection is done.
             ("Connection", "close"),
             *([("Retry-After", "1")] if status.startswith("503") else []),

@@ -55,6 +55,7 @@ bytes of its name, the same for its value.
 """
 
 import errno
+import json
 import logging
 import os
 import re
@@ -105,18 +106,22 @@ CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 HTTP_VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# Answers the app cannot give. No workers to give it (a restart):
-NO_WORKERS = b'{"error": "service_unavailable", "message": "The service is restarting: try again in a moment."}'
-NO_WORKERS_ANSWER = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(NO_WORKERS), NO_WORKERS)
-)
-# Nor can it answer a request whose worker was killed mid-way (harakiri).
-NO_ANSWER_BODY = b'{"error": "internal_error", "message": "The request ended without an answer."}'
-NO_ANSWER = (
-    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(NO_ANSWER_BODY), NO_ANSWER_BODY)
-)
+# The answers the app cannot give, as it gives its errors (wsgi.py, core/errors.py).
+NO_WORKERS = (b"503 Service Unavailable", "service_unavailable", "The service is restarting: try again in a moment.")
+NO_ANSWER = (b"500 Internal Server Error", "internal_error", "The request ended without an answer.")
+
+
+def own_answer(status, error, message):
+    """An answer given here: the error envelope, an X-Request-ID (repeated in
+    a 500's body, as the app does), Retry-After with a 503; it ends the connection."""
+    request_id = os.urandom(16).hex()
+    body = {"error": error, "message": message, **({"request_id": request_id} if status[:3] == b"500" else {})}
+    body = json.dumps(body).encode()
+    retry = b"Retry-After: 1\r\n" if status[:3] == b"503" else b""
+    return (
+        b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nX-Request-ID: %s\r\n%sConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (status, request_id.encode(), retry, len(body), body)
+    )
 
 
 class BadChunking(Exception):
@@ -505,20 +510,7 @@ class Connection:
         method, target, version = request_line
         if version not in HTTP_VERSIONS or not TOKEN.match(method) or not target:
             raise BadHead("no HTTP/1.x request line")
-        path, question, query = target.partition(b"?")
-        host, port = self.address
-        variables = [
-            (b"REQUEST_METHOD", method),
-            (b"PATH_INFO", decode_path(path)),
-            (b"REQUEST_URI", target),
-            (b"QUERY_STRING", query),
-            (b"SERVER_PROTOCOL", version),
-            (b"SCRIPT_NAME", b""),
-            (b"SERVER_NAME", self.relay.server_name),
-            (b"SERVER_PORT", self.relay.server_port),
-            (b"REMOTE_ADDR", host),
-            (b"REMOTE_PORT", port),
-        ]
+        variables = self.request_variables(method, target, version)
         if len(lines) > MOST_HEADER_LINES + 1:
             raise BadHead("too many header lines")
         fields = {}
@@ -543,14 +535,26 @@ class Connection:
         self.variables = variables
         return fields, forwarded_lines
 
-    def fallback_variables(self):
-        """Enough of a request for the app to answer it 400."""
+    def request_variables(self, method, target, version):
+        """The variables uWSGI's router sends before the headers."""
+        path, _, query = target.partition(b"?")
         host, port = self.address
         return [
-            (b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/"), (b"REQUEST_URI", b"/"), (b"QUERY_STRING", b""),
-            (b"SERVER_PROTOCOL", b"HTTP/1.1"), (b"SCRIPT_NAME", b""), (b"SERVER_NAME", self.relay.server_name),
-            (b"SERVER_PORT", self.relay.server_port), (b"REMOTE_ADDR", host), (b"REMOTE_PORT", port),
-        ]  # fmt: skip
+            (b"REQUEST_METHOD", method),
+            (b"PATH_INFO", decode_path(path)),
+            (b"REQUEST_URI", target),
+            (b"QUERY_STRING", query),
+            (b"SERVER_PROTOCOL", version),
+            (b"SCRIPT_NAME", b""),
+            (b"SERVER_NAME", self.relay.server_name),
+            (b"SERVER_PORT", self.relay.server_port),
+            (b"REMOTE_ADDR", host),
+            (b"REMOTE_PORT", port),
+        ]
+
+    def fallback_variables(self):
+        """Enough of a request for the app to answer it 400."""
+        return self.request_variables(b"GET", b"/", b"HTTP/1.1")
 
     def reserve(self, size):
         """Room for `size` more bytes of this body in the bodies' limit, if there is."""
@@ -624,7 +628,7 @@ class Connection:
         except OSError:
             worker.close()
             self.discard = True
-            self.answer_complete(NO_WORKERS_ANSWER)
+            self.answer_complete(own_answer(*NO_WORKERS))
             return
         self.worker = worker
         self.watch_worker(READ)
@@ -685,7 +689,7 @@ class Connection:
             self.worker, self.worker_mask = None, 0
             if not self.answer_size:  # the worker ended without answering (killed: harakiri)
                 self.discard = True
-                self.answer_complete(NO_ANSWER)
+                self.answer_complete(own_answer(*NO_ANSWER))
             elif not self.to_client and self.spool is None:
                 self.answered()
             # else: once the client has taken the rest (client_writable)

@@ -391,7 +391,7 @@ def test_without_workers_the_relay_answers_503_and_goes_on(tmp_path, connect):
         client.sendall(head())
         first = answer(client)
         assert first.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in first
-        assert b'"error": "service_unavailable"' in first and closed(client)
+        assert b'"error": "service_unavailable"' in first and b"\r\nX-Request-ID: " in first and closed(client)
         late = connect(address)
         late.sendall(head("POST", ("Content-Length", "100")) + b"x")
         assert answer(late).startswith(b"HTTP/1.1 503 ")
@@ -626,6 +626,7 @@ def test_a_worker_that_ends_without_answering_gets_a_500(tmp_path, connect):
         client.sendall(head())
         received = answer(client)
         assert received.startswith(b"HTTP/1.1 500 ") and b'"error": "internal_error"' in received
+        assert b'"request_id": ' in received and b"\r\nX-Request-ID: " in received
         assert closed(client)
 
 
