@@ -8,10 +8,10 @@ ORM's result layer costs more than the rows themselves on the hot paths.
 
 from urllib.parse import quote
 
-from sqlalchemy import Row, bindparam, delete, func, select, update
+from sqlalchemy import Float, bindparam, cast, delete, func, select, update
 
 from db import db
-from models.listing import code_point_order, name_contains, sorted_after_matching
+from models.listing import code_point_order, name_contains, plain_rows, sorted_after_matching
 
 
 class ItemModel(db.Model):
@@ -76,7 +76,7 @@ class ItemModel(db.Model):
     def rows(cls, *where, limit=None, offset=None, order_by=None):
         """Items as JSON-ready dicts, ordered by id (or `order_by`), straight from one SELECT."""
         query = select(*ITEM_COLUMNS).where(*where).order_by(*(order_by or [cls.id])).limit(limit).offset(offset)
-        return [item_json(row) for row in db.session.connection().execute(query).all()]
+        return [item_json(row) for row in plain_rows(query)]
 
     @classmethod
     def count(cls, *where):
@@ -125,7 +125,15 @@ class ItemModel(db.Model):
         return cls.rows(*where, limit=per_page, offset=offset, order_by=order_by), total
 
 
-ITEM_COLUMNS = (ItemModel.id, ItemModel.name, ItemModel.price, ItemModel.store_id, ItemModel.image_key)
+# The price read as a float by the database: psycopg2 would otherwise build a
+# Decimal per row for Python to convert (the same float: both round correctly).
+ITEM_COLUMNS = (
+    ItemModel.id,
+    ItemModel.name,
+    cast(ItemModel.price, Float).label("price"),
+    ItemModel.store_id,
+    ItemModel.image_key,
+)
 SELECT_BY_NAME = select(*ITEM_COLUMNS).where(ItemModel.name == bindparam("name"))
 
 
@@ -134,7 +142,7 @@ def item_json(item):
     starting with ITEM_COLUMNS (unpacked positionally: on the list paths, with up to 1,000
     items per answer, attribute lookups on rows cost more than the rest)."""
     id_, name, price, store_id, image_key = (
-        item[:5] if isinstance(item, Row) else (item.id, item.name, item.price, item.store_id, item.image_key)
+        (item.id, item.name, item.price, item.store_id, item.image_key) if isinstance(item, ItemModel) else item[:5]
     )
     return {
         "id": id_,

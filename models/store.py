@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select, true, update
 
 from db import db
 from models.item import ITEM_COLUMNS, ItemModel, item_json
-from models.listing import code_point_order, is_postgresql, name_contains, sorted_after_matching
+from models.listing import code_point_order, is_postgresql, name_contains, plain_rows, sorted_after_matching
 
 
 class StoreModel(db.Model):
@@ -129,7 +129,7 @@ class StoreModel(db.Model):
             query = select(*ITEM_COLUMNS).where(in_page).order_by(ItemModel.id)
         else:
             query = first_items_of_each(select(cls.id.label("store_id")).where(cls.id.in_(items_by_store)), embedded)
-        for item in db.session.connection().execute(query).all():
+        for item in plain_rows(query):
             items_by_store[item[3]].append(item_json(item))  # item[3]: store_id
         return [store_json(store, items_by_store[store.id], store.items_total) for store in stores], total
 
