@@ -174,7 +174,10 @@ def main():
                 raise RuntimeError(f"{name}: {status}")
             requests = args.requests if name in ("health", "item") else max(args.requests // 10, 50)
             best, median = cpu_ms_per_request(app, env, requests)
-            print(f"{name:<8} {best:.3f} ms CPU per request, best of {BATCHES} batches (median {median:.3f}; {requests} requests)")
+            print(
+                f"{name:<8} {best:.3f} ms CPU per request, best of {BATCHES} batches "
+                f"(median {median:.3f}; {requests} requests)"
+            )
         if args.profile:
             from pyinstrument import Profiler
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps
 
 from core.errors import ApiError, validation_error
+from images.storage import CONTENT_TYPES
 
 # Longer side of the `?size=thumb` copy, in pixels.
 THUMB_SIZE = 256
@@ -67,13 +68,9 @@ ORIENTATION = 0x0112  # the EXIF tag
 # entropy-coded data), restart markers and TEM (no length), fill bytes 0xFF.
 JPEG_MARKER = re.compile(rb"\xff[^\x00\x01\xd0-\xd7\xff]")
 
-# Pillow format name -> (file extension, Content-Type). The only formats accepted.
-FORMATS = {
-    "JPEG": ("jpg", "image/jpeg"),
-    "PNG": ("png", "image/png"),
-    "WEBP": ("webp", "image/webp"),
-}
-CONTENT_TYPES = {ext: content_type for ext, content_type in FORMATS.values()}
+# Pillow format name -> file extension (its Content-Type: storage.CONTENT_TYPES).
+# The only formats accepted.
+FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 # Encoder settings: good quality, no metadata (none is passed).
 SAVE_OPTIONS = {
@@ -344,7 +341,8 @@ def process(data, max_pixels, heavy_bytes=None, slot=nullcontext):
         image = clean(decode(image))
         full = encode(image, image_format)
         thumb = encode(thumbnail(image), image_format)
-    extension, content_type = FORMATS[image_format]
+    extension = FORMATS[image_format]
+    content_type = CONTENT_TYPES[extension]
     return ProcessedImage(
         data=full, thumb=thumb, extension=extension, content_type=content_type, width=image.width, height=image.height
     )

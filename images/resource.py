@@ -33,9 +33,8 @@ from core.permissions import current_user_id, require_owner
 from core.rate_limits import rate_limits
 from db import db
 from images import bookkeeping
-from images.decoding import CONTENT_TYPES, process
 from images.slots import processing_slot
-from images.storage import FileStorage
+from images.storage import CONTENT_TYPES, FileStorage
 from models.item import ItemModel
 from models.store import StoreModel
 
@@ -199,6 +198,10 @@ class ItemImage(Resource):
         db_done_reading()
         config = current_app.config
         slot = functools.partial(processing_slot, config, current_app.instance_path)
+        # Pillow is loaded by a worker's first upload, not at its start: 2.2 MiB
+        # that a worker serving no uploads never needs (docs/benchmarks.md).
+        from images.decoding import process
+
         processed = process(data, config["IMAGE_MAX_PIXELS"], config["IMAGE_HEAVY_BYTES"], slot)
         del data  # the upload's bytes are not needed past this point
         try:

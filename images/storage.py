@@ -32,6 +32,8 @@ from core.errors import ApiError
 
 # <sha256 hex>-<upload id hex>[.thumb].<jpg|png|webp>
 KEY = re.compile(r"[0-9a-f]{64}-[0-9a-f]{16}(?:\.thumb)?\.(?:jpg|png|webp)")
+# A stored object's Content-Type, by its key's extension.
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 CHUNK = 64 * 1024
 
 

@@ -15,7 +15,6 @@ from core.permissions import admin_required
 from db import db
 from models.webhook import EVENT_TYPES, WebhookModel, new_secret
 from models.webhook_delivery import PENDING, WebhookDeliveryModel
-from webhooks import sender
 
 WEBHOOK_NOT_FOUND = "Webhook not found."
 MAX_URL_LENGTH = 2048
@@ -23,6 +22,10 @@ MAX_URL_LENGTH = 2048
 
 def webhook_url(value):
     """An absolute URL we may deliver to (production: https, public host)."""
+    # The sender (and its HTTP client, urllib3) is the delivery worker's: a web
+    # worker loads it when an admin first registers a webhook, not at its start.
+    from webhooks import sender
+
     value = arguments.text(1, MAX_URL_LENGTH)(value)
     allow_private = current_app.config["WEBHOOK_ALLOW_PRIVATE_TARGETS"]
     try:

@@ -1,0 +1,41 @@
+"""wsgi.py as a uWSGI worker loads it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+# Libraries only some requests (or other processes) need: each worker would
+# otherwise carry them from its start (docs/benchmarks.md, "Memory").
+LOADED_ON_DEMAND = (
+    "alembic",  # `flask db` only
+    "PIL",  # the first image upload
+    "urllib3",  # the webhook worker's deliveries; a web worker's first webhook registration
+    "standardwebhooks",
+)
+
+
+def test_a_worker_starts_without_what_only_some_requests_need(tmp_path):
+    program = (
+        "import json, sys, types\n"
+        "sys.modules['uwsgi'] = types.ModuleType('uwsgi')  # what a uWSGI worker can import\n"
+        "sys.modules['uwsgi'].opt = {}  # its options: none\n"
+        "import wsgi\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    env = {
+        **os.environ,
+        "APP_ENV": "production",
+        "JWT_SECRET_KEY": "s" * 64,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'stores.db'}",
+    }
+    env.pop("REDIS_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=True
+    )
+    loaded = {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
+    assert "flask" in loaded and "sqlalchemy" in loaded
+    assert loaded.isdisjoint(LOADED_ON_DEMAND), loaded & set(LOADED_ON_DEMAND)
