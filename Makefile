@@ -71,7 +71,20 @@ fuzz: install-dev
 # mixed run (readers beside a hostile client, through Nginx and straight to uWSGI),
 # then the filtered lists at 200,000 items on PostgreSQL; each writes its section
 # of bench/RESULTS.md.
-bench: install-dev tools
+# The benchmarks' servers run in a virtualenv of production's requirements alone:
+# worker memory is one of the figures, and the development requirements add
+# modules the workers would import (cryptography, through PyJWT). The scripts
+# themselves run in $(VENV).
+BENCH_VENV ?= $(CURDIR)/.venv-bench
+$(BENCH_VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+bench bench-webhooks: export BENCH_VENV := $(BENCH_VENV)
+
+bench: install-dev tools $(BENCH_VENV)/.installed
 	bench/install-wrk.sh
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/front_door.py
@@ -81,9 +94,9 @@ bench: install-dev tools
 
 # Not part of `make test` either: the API with and without one subscribed webhook
 # endpoint; writes the "Webhooks" section of bench/RESULTS.md.
-bench-webhooks: install-dev
+bench-webhooks: install-dev $(BENCH_VENV)/.installed
 	bench/install-wrk.sh
 	$(BIN)/python bench/webhooks.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache postman/node_modules
+	rm -rf $(VENV) .venv-bench .pytest_cache postman/node_modules
