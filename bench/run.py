@@ -53,7 +53,7 @@ from pathlib import Path
 import report
 import requests
 import seed
-from uwsgi_server import CLOCK_TICKS, UwsgiServer, migrate
+from uwsgi_server import CLOCK_TICKS, UwsgiServer, migrate, process_ticks
 from wrk_runner import CONNECTIONS, THREADS, WrkResult, run_wrk, wrk_version
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -96,6 +96,7 @@ class Measurement:
     body: bytes
     result: WrkResult
     cpu_ms_per_request: float
+    db_cpu_ms_per_request: float | None  # the PostgreSQL backends serving the app (None: no database server)
     respawns: int
     other_load: float  # share of the machine's CPU other processes used during the run
 
@@ -208,37 +209,58 @@ class Bench:
             body=response.content,
             result=result,
             cpu_ms_per_request=best["cpu_ms"],
+            db_cpu_ms_per_request=best["db_cpu_ms"],
             respawns=best["respawns"],
             other_load=best["other_load"],
         )
         self.measurements.append(measurement)
+        database = "" if best["db_cpu_ms"] is None else f"DB CPU {best['db_cpu_ms']:.2f} ms/req  "
         print(
             f"  {endpoint:<38} {size_label:<14} {result.requests_per_second:>10,.1f} req/s  "
             f"p99 {result.p99_ms:>8.2f} ms  non-2xx {result.non_2xx}  "
-            f"socket errors {result.socket_error_total}  CPU {best['cpu_ms']:.2f} ms/req  "
+            f"socket errors {result.socket_error_total}  CPU {best['cpu_ms']:.2f} ms/req  {database}"
             f"others {best['other_load']:.0%}",
             flush=True,
         )
         return measurement
 
     def one_run(self, server, url, headers, script, script_args):
-        """One measured wrk run, with the server's CPU and everybody else's."""
+        """One measured wrk run, with the server's CPU, its database server's and everybody else's."""
         server.wait_idle()
         respawns_before = server.respawn_count()
+        database_backends = self.database_backends(server)
         machine_before = machine_cpu_ticks()
         wrk_before = children_cpu_ticks()
         server_before = server.cpu_ticks()
+        database_before = sum(map(process_ticks, database_backends))
         result = run_wrk(url, self.settings.duration, headers, script, script_args)
         server_ticks = server.cpu_ticks() - server_before
+        database_ticks = sum(map(process_ticks, database_backends)) - database_before
         wrk_ticks = children_cpu_ticks() - wrk_before
         busy, total = (after - before for after, before in zip(machine_cpu_ticks(), machine_before, strict=True))
+        requests = max(result.requests, 1)
         return {
             "result": result,
-            "cpu_ms": server_ticks * 1000 / CLOCK_TICKS / max(result.requests, 1),
+            "cpu_ms": server_ticks * 1000 / CLOCK_TICKS / requests,
+            "db_cpu_ms": database_ticks * 1000 / CLOCK_TICKS / requests if database_backends else None,
             "respawns": server.respawn_count() - respawns_before,
-            # Share of the machine's CPU capacity used by neither the server nor wrk.
-            "other_load": max(busy - server_ticks - wrk_ticks, 0) / max(total, 1),
+            # Share of the machine's CPU capacity used by neither the server, its database server nor wrk.
+            "other_load": max(busy - server_ticks - database_ticks - wrk_ticks, 0) / max(total, 1),
         }
+
+    def database_backends(self, server):
+        """The pids of the PostgreSQL backends connected to `server`'s database
+        (its workers' pooled connections, open since the warm-up); none on SQLite."""
+        url = server.env.get("DATABASE_URL", "")
+        if not url.startswith("postgresql"):
+            return []
+        import psycopg2
+
+        with psycopg2.connect(self.settings.postgres_url) as admin, admin.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (url.rsplit("/", 1)[1],))
+            pids = [pid for (pid,) in cursor.fetchall()]
+        admin.close()
+        return pids
 
     # --- the real app -----------------------------------------------------
 
@@ -407,7 +429,11 @@ class Bench:
         self.bodies_dir.mkdir(parents=True)
         env = {key: value for key, value in os.environ.items() if not key.startswith("UWSGI_")}
         env["BENCH_BODIES_DIR"] = str(self.bodies_dir)
-        # uwsgi.ini's [app] section (no relay, no mule) on a plain
+        # No webhook mule: it would import the real app, fail without its
+        # settings and be respawned every second, its CPU billed to whichever
+        # run was going on (25-40 % of the machine before this line).
+        env["WEBHOOK_WORKER_EXTERNAL"] = "1"
+        # uwsgi.ini's [app] section (no relay; no mule, above) on a plain
         # --http-socket: the fastest way uWSGI serves HTTP, so the real app's
         # front (the relay) is part of what it is compared on. Only the module
         # differs otherwise (a later --module wins).

@@ -181,6 +181,12 @@ class UwsgiServer:
         return result
 
 
+def process_ticks(pid):
+    """CPU used so far by one process (utime + stime, clock ticks); 0 once it is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[_UTIME]) + int(fields[_STIME]) if fields else 0
+
+
 # Indices into /proc/<pid>/stat after the "(comm)" field, which may hold spaces:
 # fields[0] is state (field 3 in proc(5)), so field N is fields[N - 3].
 _PPID, _UTIME, _STIME, _CUTIME, _CSTIME = 4 - 3, 14 - 3, 15 - 3, 16 - 3, 17 - 3
