@@ -7,7 +7,7 @@ the one function that shapes a store for every response.
 from sqlalchemy import delete, func, select, true, update
 
 from db import db
-from models.item import ITEM_COLUMNS, ItemModel, item_json
+from models.item import ITEM_COLUMNS, ItemModel, items_json
 from models.listing import code_point_order, is_postgresql, name_contains, plain_rows, sorted_after_matching
 
 
@@ -129,8 +129,8 @@ class StoreModel(db.Model):
             query = select(*ITEM_COLUMNS).where(in_page).order_by(ItemModel.id)
         else:
             query = first_items_of_each(select(cls.id.label("store_id")).where(cls.id.in_(items_by_store)), embedded)
-        for item in plain_rows(query):
-            items_by_store[item[3]].append(item_json(item))  # item[3]: store_id
+        for item in items_json(plain_rows(query)):
+            items_by_store[item["store_id"]].append(item)
         return [store_json(store, items_by_store[store.id], store.items_total) for store in stores], total
 
 
