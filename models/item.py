@@ -12,7 +12,7 @@ from urllib.parse import quote
 from sqlalchemy import Float, bindparam, cast, delete, func, select, update
 
 from db import db
-from models.listing import code_point_order, name_contains, plain_rows, sorted_after_matching
+from models.listing import code_point_order, name_contains, one_page, plain_rows, sorted_after_matching
 
 
 class ItemModel(db.Model):
@@ -113,17 +113,17 @@ class ItemModel(db.Model):
     @classmethod
     def page(cls, page, per_page, where=(), order_by=(), names_only=False):
         """One page of the items matching `where` (dicts, or just names) in
-        `order_by` (default: by id), and their total: two statements; a page
-        past the end costs only the count."""
-        total = cls.count(*where)
-        offset = (page - 1) * per_page
-        if offset >= total:
-            return [], total
+        `order_by` (default: by id), and their total: the page and, unless it
+        is a first page with room to spare, the count (models/listing.one_page)."""
         order_by = order_by or [cls.id]
-        if names_only:
-            query = select(cls.name).where(*where).order_by(*order_by).limit(per_page).offset(offset)
-            return list(db.session.connection().execute(query).scalars()), total
-        return cls.rows(*where, limit=per_page, offset=offset, order_by=order_by), total
+
+        def fetch(limit, offset):
+            if names_only:
+                query = select(cls.name).where(*where).order_by(*order_by).limit(limit).offset(offset)
+                return list(db.session.connection().execute(query).scalars())
+            return cls.rows(*where, limit=limit, offset=offset, order_by=order_by)
+
+        return one_page(fetch, lambda: cls.count(*where), page, per_page)
 
 
 # The price read as a float by the database: psycopg2 would otherwise build a

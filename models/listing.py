@@ -14,6 +14,7 @@ order, each the same on SQLite and PostgreSQL.
 - `sorted_after_matching`: the sort key in a form no index serves, for lists
   filtered by `q` (see there).
 - `plain_rows`: a list's rows as the driver's own tuples.
+- `one_page`: a page of rows and the total, counting only when it must.
 """
 
 from sqlalchemy import String, func, literal_column
@@ -69,3 +70,21 @@ def plain_rows(statement):
         return result.cursor.fetchall()
     finally:
         result.close()
+
+
+def one_page(fetch, count, page, per_page):
+    """(rows, total) of page `page`: `fetch(limit, offset)` reads rows, `count()`
+    the total. The first page asks for one row more than it shows: when that
+    row is not there, the rows are all there is and no count runs (most lists
+    fit on one page). Any other page counts first, so a page past the end
+    costs the count alone, never an OFFSET scan."""
+    if page == 1:
+        rows = fetch(per_page + 1, 0)
+        if len(rows) <= per_page:
+            return rows, len(rows)
+        return rows[:per_page], count()
+    total = count()
+    offset = (page - 1) * per_page
+    if offset >= total:
+        return [], total
+    return fetch(per_page, offset), total

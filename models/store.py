@@ -8,7 +8,14 @@ from sqlalchemy import delete, func, select, true, update
 
 from db import db
 from models.item import ITEM_COLUMNS, ItemModel, items_json
-from models.listing import code_point_order, is_postgresql, name_contains, plain_rows, sorted_after_matching
+from models.listing import (
+    code_point_order,
+    is_postgresql,
+    name_contains,
+    one_page,
+    plain_rows,
+    sorted_after_matching,
+)
 
 
 class StoreModel(db.Model):
@@ -111,17 +118,20 @@ class StoreModel(db.Model):
         """One page of the stores matching `where` in `order_by` (default: by
         id), each with its first `embedded` items, and their total.
 
-        Three statements whatever the data: the count, the stores (with their
-        item counts), and the embedded items of all of them at once. A page
-        past the end costs only the count.
+        At most three statements whatever the data: the stores (with their
+        item counts), the count unless a first page has room to spare
+        (models/listing.one_page), and the embedded items of all of them at
+        once. A page past the end costs only the count.
         """
-        total = cls.count(*where)
-        offset = (page - 1) * per_page
-        if offset >= total:
-            return [], total
         order_by = cls.id if order_by is None else order_by
         query = select(*STORE_COLUMNS, items_total_of(cls.id)).where(*where).order_by(order_by)
-        stores = db.session.connection().execute(query.limit(per_page).offset(offset)).all()
+
+        def fetch(limit, offset):
+            return db.session.connection().execute(query.limit(limit).offset(offset)).all()
+
+        stores, total = one_page(fetch, lambda: cls.count(*where), page, per_page)
+        if not stores:
+            return [], total
         items_by_store = {store.id: [] for store in stores}
         in_page = ItemModel.store_id.in_(items_by_store)
         if all(store.items_total <= embedded for store in stores):

@@ -7,6 +7,8 @@ PostgreSQL in the same statement string, which counts once; on SQLite asked
 on the raw connection just before it, which the counter counts apart.
 """
 
+import re
+
 import pytest
 from sqlalchemy import event
 
@@ -127,6 +129,25 @@ def test_owner_writes_and_past_the_end_pages(app, client, users, owner, store, m
     assert counter.count(lambda: client.get("/items?page=1000000000", headers=headers)) == 1 + token_check_apart
     assert not any("OFFSET" in s.upper() for s in counter.statements)
     assert counter.count(lambda: client.get("/stores?page=1000000000")) == 1
+
+
+def test_a_first_page_with_room_to_spare_runs_no_count(app, client, owner, store, monkeypatch):
+    """Its rows are the whole list: their number is the total. A first page
+    that is full still counts, and says the right total."""
+    for name in ("a", "b", "c"):
+        client.post(f"/item/{name}", headers=owner["headers"], json={"price": 1, "store_id": store["id"]})
+    counter = StatementCounter(app, monkeypatch)
+
+    def counts(path):
+        counter.count(lambda: client.get(path))
+        # A count of its own, not a store's items_total subquery "(SELECT count(*) ...)".
+        return sum(bool(re.search(r"(?<!\()SELECT count\(\*\)", sql)) for sql in counter.statements)
+
+    assert counts("/items?per_page=3") == 0
+    assert counts("/stores") == 0
+    assert counts("/items?per_page=2") == 1
+    assert client.get("/items?per_page=2").get_json()["total"] == 3
+    assert counts("/items?per_page=3&page=2") == 1  # a later page counts first
 
 
 def db_dialect(app):
