@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import uwsgi_server
+
 # The numbers for the course's implementation on this kind of machine,
 # by (endpoint, size): shown beside ours for orientation, not as targets.
 COURSE_RPS = {
@@ -259,7 +261,7 @@ def versions(project_dir, wrk_version):
             return "not installed"
 
     uwsgi = subprocess.run(
-        [str(project_dir / ".venv" / "bin" / "uwsgi"), "--version"], capture_output=True, text=True
+        [str(uwsgi_server.VENV / "bin" / "uwsgi"), "--version"], capture_output=True, text=True
     ).stdout.strip()
     return {
         "Python": platform.python_version(),

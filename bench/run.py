@@ -246,10 +246,13 @@ class Bench:
         machine_before = machine_cpu_ticks()
         wrk_before = children_cpu_ticks()
         server_before = server.cpu_ticks()
-        database_before = sum(map(process_ticks, database_backends))
+        database_before = {pid: process_ticks(pid) for pid in database_backends}
         result = run_wrk(url, self.settings.duration, headers, script, script_args)
         server_ticks = server.cpu_ticks() - server_before
-        database_ticks = sum(map(process_ticks, database_backends)) - database_before
+        # A backend that ended during the run (its worker recycled) is left out.
+        database_ticks = sum(
+            max(process_ticks(pid) - before, 0) for pid, before in database_before.items() if process_ticks(pid)
+        )
         wrk_ticks = children_cpu_ticks() - wrk_before
         busy, total = (after - before for after, before in zip(machine_cpu_ticks(), machine_before, strict=True))
         requests = max(result.requests, 1)
@@ -266,7 +269,7 @@ class Bench:
         """The pids of the PostgreSQL backends connected to `server`'s database
         (its workers' pooled connections, open since the warm-up); none on SQLite."""
         url = server.env.get("DATABASE_URL", "")
-        if not url.startswith("postgresql"):
+        if server is self.bare or not url.startswith("postgresql"):
             return []
         import psycopg2
 

@@ -66,10 +66,10 @@ def plain_rows(statement):
     processing cost about as much again as the driver's fetch. The columns must
     need no conversion (ITEM_COLUMNS reads the price as a float)."""
     result = db.session.connection().execute(statement)
-    try:
-        return result.cursor.fetchall()
-    finally:
-        result.close()
+    # What Result.all() itself calls before it builds a Row per row: rows a
+    # buffering strategy already read are kept, and a driver error is still
+    # raised as SQLAlchemy's DBAPIError (core/errors.py: 503).
+    return result.cursor_strategy.fetchall(result, result.cursor)
 
 
 def one_page(fetch, count, page, per_page):
@@ -82,7 +82,9 @@ def one_page(fetch, count, page, per_page):
         rows = fetch(per_page + 1, 0)
         if len(rows) <= per_page:
             return rows, len(rows)
-        return rows[:per_page], count()
+        # Counted after the rows, in a snapshot of its own (reads run in
+        # autocommit): never fewer than the rows just seen.
+        return rows[:per_page], max(count(), len(rows))
     total = count()
     offset = (page - 1) * per_page
     if offset >= total:

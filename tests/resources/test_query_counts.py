@@ -150,6 +150,33 @@ def test_a_first_page_with_room_to_spare_runs_no_count(app, client, owner, store
     assert counts("/items?per_page=3&page=2") == 1  # a later page counts first
 
 
+def test_a_full_first_page_never_reports_fewer_than_it_shows(app, client, owner, store):
+    """The count runs after the page's rows, in a snapshot of its own: items
+    deleted in between (deterministically, just before the count) must not
+    make the total smaller than the page."""
+    for name in ("a", "b", "c"):
+        client.post(f"/item/{name}", headers=owner["headers"], json={"price": 1, "store_id": store["id"]})
+    with app.app_context():
+        engine = db.engine
+
+    deleted = []
+
+    def delete_before_the_count(conn, cursor, statement, *args):
+        if not deleted and re.search(r"(?<!\()SELECT count\(\*\)", statement):
+            deleted.append(True)
+            with engine.begin() as other:
+                other.exec_driver_sql("DELETE FROM items WHERE name IN ('b', 'c')")
+
+    event.listen(engine, "before_cursor_execute", delete_before_the_count)
+    try:
+        body = client.get("/items?per_page=2").get_json()
+    finally:
+        event.remove(engine, "before_cursor_execute", delete_before_the_count)
+    assert deleted
+    assert body["items"] == ["a", "b"]  # anonymous: names
+    assert body["total"] >= 2, body
+
+
 def db_dialect(app):
     with app.app_context():
         return db.engine.dialect.name
