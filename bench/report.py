@@ -243,17 +243,19 @@ def machine():
 
 def servers_dist(name):
     """A distribution's version in the servers' virtualenv, or "not installed"."""
-    from uwsgi_server import VENV
-
     found = subprocess.run(
-        [str(VENV / "bin" / "python"), "-c", f"import importlib.metadata as m; print(m.version({name!r}))"],
+        [
+            str(uwsgi_server.VENV / "bin" / "python"),
+            "-c",
+            f"import importlib.metadata as m; print(m.version({name!r}))",
+        ],
         capture_output=True,
         text=True,
     )
     return found.stdout.strip() if found.returncode == 0 else "not installed"
 
 
-def versions(project_dir, wrk_version):
+def versions(wrk_version):
     def dist(name):
         try:
             return importlib.metadata.version(name)

@@ -249,9 +249,10 @@ class Bench:
         database_before = {pid: process_ticks(pid) for pid in database_backends}
         result = run_wrk(url, self.settings.duration, headers, script, script_args)
         server_ticks = server.cpu_ticks() - server_before
-        # A backend that ended during the run (its worker recycled) is left out.
+        database_after = {pid: process_ticks(pid) for pid in database_backends}
+        # A backend that ended during the run (its worker recycled) reads 0: left out.
         database_ticks = sum(
-            max(process_ticks(pid) - before, 0) for pid, before in database_before.items() if process_ticks(pid)
+            database_after[pid] - before for pid, before in database_before.items() if database_after[pid]
         )
         wrk_ticks = children_cpu_ticks() - wrk_before
         busy, total = (after - before for after, before in zip(machine_cpu_ticks(), machine_before, strict=True))
@@ -629,7 +630,7 @@ def main():
         sections,
         argon2_info,
         report.machine(),
-        report.versions(PROJECT_DIR, version_of_wrk),
+        report.versions(version_of_wrk),
     )
     destination = args.results or (OUT_DIR / "RESULTS-bare-only.md" if args.bare_only else BENCH_DIR / "RESULTS.md")
     destination.write_text(keep_other_sections(text, destination))

@@ -650,6 +650,23 @@ def slow_reader(address, relays):
         yield client
 
 
+# 900 kB: more than the sockets between a worker and a slow reader can hold.
+LARGE_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + bytes(range(256)) * 3515 + b"x" * 160
+
+
+@contextmanager
+def answered_to_a_slow_reader(tmp_path, body):
+    """A worker that answers `body`, the relay, and a slow_reader that asked
+    for it: (the workers, the list holding the relay, the client)."""
+    workers = Workers(str(tmp_path / "workers.sock"), answer=body)
+    relays = []
+    with (
+        running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address,
+        slow_reader(address, relays) as client,
+    ):
+        yield workers, relays, client
+
+
 def test_an_early_answer_to_a_client_not_reading_does_not_spin(tmp_path):
     """A worker answers without reading the body and closes, while the
     client reads nothing: the relay waits in epoll, not on the worker."""
@@ -731,13 +748,8 @@ def test_a_slow_reader_does_not_hold_its_worker(tmp_path):
     """An answer of 900 kB (more than the sockets between can hold) to a
     client that reads nothing for a second: the worker is done with it at
     once; the client then gets it whole."""
-    body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + bytes(range(256)) * 3515 + b"x" * 160
-    workers = Workers(str(tmp_path / "workers.sock"), answer=body)
-    relays = []
-    with (
-        running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address,
-        slow_reader(address, relays) as client,
-    ):
+    body = LARGE_ANSWER
+    with answered_to_a_slow_reader(tmp_path, body) as (workers, relays, client):
         time.sleep(1.0)
         assert workers.answered, "the worker still waits for the client"
         assert workers.answered[0] - workers.requests[0][0] < 0.5
@@ -753,12 +765,7 @@ def test_answers_held_for_slow_readers_are_bounded_for_all_clients(tmp_path, mon
     monkeypatch.setattr("front.relay.ANSWERS_HELD_LIMIT", 100_000)
     monkeypatch.setattr("front.relay.ANSWERS_SPOOLED_LIMIT", 100_000)
     body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + b"y" * 900_000
-    workers = Workers(str(tmp_path / "workers.sock"), answer=body)
-    relays = []
-    with (
-        running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address,
-        slow_reader(address, relays) as client,
-    ):
+    with answered_to_a_slow_reader(tmp_path, body) as (workers, relays, client):
         time.sleep(1.0)
         assert not workers.answered
         assert relays[0].answers_held < 100_000 + 262144
@@ -771,13 +778,8 @@ def test_an_answer_past_the_memory_buffer_waits_in_a_file(tmp_path, monkeypatch)
     is done at once, the client that reads nothing for a second then gets it
     whole, and nothing is left held."""
     monkeypatch.setattr("front.relay.ANSWER_BUFFER", 100_000)
-    body = b"HTTP/1.1 200 OK\r\nContent-Length: 900000\r\n\r\n" + bytes(range(256)) * 3515 + b"x" * 160
-    workers = Workers(str(tmp_path / "workers.sock"), answer=body)
-    relays = []
-    with (
-        running_relay(tmp_path, Settings(1.0, 1000, LIMIT), relays=relays) as address,
-        slow_reader(address, relays) as client,
-    ):
+    body = LARGE_ANSWER
+    with answered_to_a_slow_reader(tmp_path, body) as (workers, relays, client):
         time.sleep(1.0)
         assert workers.answered and workers.answered[0] - workers.requests[0][0] < 0.5
         assert relays[0].answers_spooled > 0
