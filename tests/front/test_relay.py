@@ -38,7 +38,10 @@ class Workers:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            self.take(conn)
+            self.handle(conn)
+
+    def handle(self, conn):
+        self.take(conn)
 
     def take(self, conn):
         with conn:
@@ -799,13 +802,8 @@ class ThreadedWorkers(Workers):
         self.answers = answers
         super().__init__(path)
 
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.take, args=(conn,), daemon=True).start()
+    def handle(self, conn):
+        threading.Thread(target=self.take, args=(conn,), daemon=True).start()
 
     def reply(self, conn, variables):
         delay, reply = self.answers[variables[b"PATH_INFO"]]
