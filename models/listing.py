@@ -60,12 +60,12 @@ def sorted_after_matching(key):
     return key + ("" if isinstance(key.type, String) else 0)
 
 
-def plain_rows(statement):
+def plain_rows(statement, parameters=None):
     """Every row of `statement` as the driver hands it over (plain tuples), for
     the lists' up to 1,000 rows: SQLAlchemy's Row objects and their type
     processing cost about as much again as the driver's fetch. The columns must
     need no conversion (ITEM_COLUMNS reads the price as a float)."""
-    result = db.session.connection().execute(statement)
+    result = db.session.connection().execute(statement, parameters)
     # What Result.all() itself calls before it builds a Row per row: rows a
     # buffering strategy already read are kept, and a driver error is still
     # raised as SQLAlchemy's DBAPIError (core/errors.py: 503).

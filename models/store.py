@@ -4,7 +4,7 @@ Reads run as Core statements and build JSON-ready dicts with `store_json`,
 the one function that shapes a store for every response.
 """
 
-from sqlalchemy import delete, func, select, true, update
+from sqlalchemy import bindparam, delete, func, select, true, update
 
 from db import db
 from models.item import ITEM_COLUMNS, ItemModel, items_json
@@ -133,18 +133,27 @@ class StoreModel(db.Model):
         if not stores:
             return [], total
         items_by_store = {store.id: [] for store in stores}
-        in_page = ItemModel.store_id.in_(items_by_store)
         if all(store.items_total <= embedded for store in stores):
             # Every item of these stores fits: a plain select.
-            query = select(*ITEM_COLUMNS).where(in_page).order_by(ItemModel.id)
+            rows = plain_rows(ITEMS_OF_STORES, {"store_ids": list(items_by_store)})
         else:
-            query = first_items_of_each(select(cls.id.label("store_id")).where(cls.id.in_(items_by_store)), embedded)
-        for item in items_json(plain_rows(query)):
+            rows = plain_rows(
+                first_items_of_each(select(cls.id.label("store_id")).where(cls.id.in_(items_by_store)), embedded)
+            )
+        for item in items_json(rows):
             items_by_store[item["store_id"]].append(item)
         return [store_json(store, items_by_store[store.id], store.items_total) for store in stores], total
 
 
 STORE_COLUMNS = (StoreModel.id, StoreModel.name, StoreModel.owner_id)
+# Every item of the stores `store_ids`, store by store, each store's by id:
+# built and compiled once (the ids are one expanding parameter), and read in
+# the order of the (store_id, id) index, so SQLite sorts nothing.
+ITEMS_OF_STORES = (
+    select(*ITEM_COLUMNS)
+    .where(ItemModel.store_id.in_(bindparam("store_ids", expanding=True)))
+    .order_by(ItemModel.store_id, ItemModel.id)
+)
 
 
 def first_items_of_each(store_ids, embedded):
