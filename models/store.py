@@ -64,7 +64,7 @@ class StoreModel(db.Model):
     @classmethod
     def json_by_name(cls, name, embedded):
         """The store with its first `embedded` items, or None: two SELECTs."""
-        query = select(*STORE_COLUMNS, items_total_of(cls.id)).where(cls.name == name)
+        query = STORES_WITH_ITEMS_TOTAL.where(cls.name == name)
         row = db.session.connection().execute(query).first()
         if row is None:
             return None
@@ -124,7 +124,7 @@ class StoreModel(db.Model):
         once. A page past the end costs only the count.
         """
         order_by = cls.id if order_by is None else order_by
-        query = select(*STORE_COLUMNS, items_total_of(cls.id)).where(*where).order_by(order_by)
+        query = STORES_WITH_ITEMS_TOTAL.where(*where).order_by(order_by)
 
         def fetch(limit, offset):
             return db.session.connection().execute(query.limit(limit).offset(offset)).all()
@@ -146,6 +146,10 @@ class StoreModel(db.Model):
 
 
 STORE_COLUMNS = (StoreModel.id, StoreModel.name, StoreModel.owner_id)
+STORES_WITH_ITEMS_TOTAL = select(
+    *STORE_COLUMNS,
+    select(func.count()).where(ItemModel.store_id == StoreModel.id).scalar_subquery().label("items_total"),
+)
 # Every item of the stores `store_ids`, store by store, each store's by id:
 # built and compiled once (the ids are one expanding parameter), and read in
 # the order of the (store_id, id) index, so SQLite sorts nothing.
@@ -180,10 +184,6 @@ def first_items_of_each(store_ids, embedded):
         .correlate(stores)
     )
     return select(*ITEM_COLUMNS).select_from(stores).join(ItemModel, ItemModel.id.in_(first_ids)).order_by(ItemModel.id)
-
-
-def items_total_of(store_id_column):
-    return select(func.count()).where(ItemModel.store_id == store_id_column).scalar_subquery().label("items_total")
 
 
 def store_json(store, items, items_total):
