@@ -87,6 +87,7 @@ bench bench-webhooks: export BENCH_VENV := $(BENCH_VENV)
 bench: install-dev tools $(BENCH_VENV)/.installed
 	bench/install-wrk.sh
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/floor.py
 	$(BIN)/python bench/front_door.py
 	$(BIN)/python bench/image_bench.py
 	$(BIN)/python bench/mixed.py
