@@ -177,6 +177,54 @@ def test_a_full_first_page_never_reports_fewer_than_it_shows(app, client, owner,
     assert body["total"] >= 2, body
 
 
+def test_only_a_page_of_every_store_reads_every_item(app, client, owner, store, monkeypatch):
+    """GET /stores reads the items of the stores on its page: all items only
+    when the page holds every store there is; a filtered page, or one of
+    several, names its stores."""
+    client.post("/store/other", headers=owner["headers"])
+    counter = StatementCounter(app, monkeypatch)
+
+    def items_statement(path):
+        counter.count(lambda: client.get(path))
+        return next(s for s in counter.statements if s.lstrip().startswith("SELECT items.id"))
+
+    assert "WHERE" not in items_statement("/stores")
+    assert "WHERE" in items_statement("/stores?q=shop")
+    assert "WHERE" in items_statement("/stores?per_page=1")
+    assert "WHERE" in items_statement("/stores?per_page=1&page=2")
+
+
+def test_a_store_made_while_the_stores_are_read_is_left_out(app, client, owner, store):
+    """Every store fits on the page, so every item is read: a store (and its
+    item) made between the stores' statement and the items' (deterministically,
+    just before the items') is on no page yet, and neither is its item."""
+    client.post("/item/chair", headers=owner["headers"], json={"price": 1, "store_id": store["id"]})
+    with app.app_context():
+        engine = db.engine
+    made = []
+
+    def make_a_store_before_the_items(conn, cursor, statement, *args):
+        if not made and statement.lstrip().startswith("SELECT items.id"):
+            made.append(True)
+            with engine.begin() as other:
+                other.exec_driver_sql(f"INSERT INTO stores (name, owner_id) VALUES ('late', {store['owner_id']})")
+                other.exec_driver_sql(
+                    "INSERT INTO items (name, price, store_id) SELECT 'late-item', 1, id FROM stores"
+                    " WHERE name = 'late'"
+                )
+
+    event.listen(engine, "before_cursor_execute", make_a_store_before_the_items)
+    try:
+        response = client.get("/stores")
+    finally:
+        event.remove(engine, "before_cursor_execute", make_a_store_before_the_items)
+    assert made
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert [s["name"] for s in body["stores"]] == ["shop"]
+    assert [i["name"] for i in body["stores"][0]["items"]] == ["chair"]
+
+
 def db_dialect(app):
     with app.app_context():
         return db.engine.dialect.name
