@@ -42,11 +42,14 @@ app = create_app()
 # What the worker has built so far (the app, its libraries) lives as long as
 # the worker: out of the collector's sight, so that a full collection, which a
 # large answer's thousands of dicts set off, walks only what requests made.
-# And young objects are collected in larger batches: a request's objects are
-# freed by their reference counts, cycles are rare (bench/RESULTS.md,
-# "Filters at scale": GET /stores of 1 MB, p99 85 -> 45 ms).
+# And young objects are collected in larger batches than Python's 700: a
+# request's objects are freed by their reference counts (bench/RESULTS.md,
+# "Filters at scale": GET /stores of 1 MB, p99 85 -> 45 ms). Not much larger:
+# every request leaves one small cycle behind (Werkzeug's URL matcher, 8
+# objects), and what waits for the next collection stays in the worker's
+# memory (at 20,000, the cycles of 2,500 requests: +1.7 MiB per worker).
 gc.freeze()
-gc.set_threshold(20_000, 50, 100)
+gc.set_threshold(2_000, 50, 100)
 
 # The relay's marks (STORES_API_REQUEST_ERROR) and their answers.
 REQUEST_ERRORS = {
