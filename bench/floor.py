@@ -20,7 +20,7 @@ Usage: `.venv/bin/python bench/floor.py` (`make bench` runs it). Writes the
 "Floor" section of bench/RESULTS.md; wrk's reports and the servers' logs go
 to bench/out/. Settings: those of bench/run.py (BENCH_DURATION,
 BENCH_ROUNDS, BENCH_BACKENDS, BENCH_POSTGRES_URL, BENCH_REDIS_URL, ...);
-ports BENCH_PORT + 10 to + 12 (default 20010-20012).
+ports BENCH_PORT + 10 to + 13 (default 20010-20013).
 """
 
 import json
