@@ -6,20 +6,31 @@ export FLASK_APP := app
 # Hypothesis's example database and caches live in the venv, not the checkout.
 export HYPOTHESIS_STORAGE_DIRECTORY := $(CURDIR)/$(VENV)/hypothesis
 
-.PHONY: run test test-fast lint install install-dev tools migrate bench bench-webhooks fuzz clean
+.PHONY: run test test-fast lint install install-dev tools migrate compile-app bench bench-webhooks fuzz clean
 
 # A stamp per requirements file: reinstall only when it changed.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The workers run with Python's -OO (uwsgi.ini: optimize): compile the
+# bytecode they load, for the installed packages here and for the app's own
+# modules each time it is served or tested.
+COMPILE_OPTIMIZED = $(BIN)/python -OO -m compileall -q -j 0 -x '/tests?/'
+
 $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(COMPILE_OPTIMIZED) $(VENV)/lib
 	touch $@
 
 $(VENV)/.installed-dev: requirements-dev.txt requirements.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(COMPILE_OPTIMIZED) $(VENV)/lib
 	touch $@
+
+APP_SOURCES = app.py wsgi.py config.py db.py blacklist.py core models resources images webhooks front
+compile-app: install
+	@$(COMPILE_OPTIMIZED) $(APP_SOURCES)
 
 install: $(VENV)/.installed
 
@@ -30,7 +41,7 @@ migrate: install
 
 # uwsgi --ini uwsgi.ini, with its start-up banner folded into one
 # "serving on" line (deploy/dev_server.py says which lines and why).
-run: migrate
+run: migrate compile-app
 	@$(BIN)/python deploy/dev_server.py
 
 # Nginx (Debian package, only when missing; never started as a service) and
@@ -38,7 +49,7 @@ run: migrate
 tools:
 	bash deploy/install-tools.sh
 
-test: install-dev tools lint
+test: install-dev tools lint compile-app
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff (pinned in requirements-dev.txt, configured in pyproject.toml): lint and formatting.
@@ -80,11 +91,12 @@ $(BENCH_VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/pip install --quiet -r requirements.txt
+	$(BENCH_VENV)/bin/python -OO -m compileall -q -j 0 -x '/tests?/' $(BENCH_VENV)/lib
 	touch $@
 
 bench bench-webhooks: export BENCH_VENV := $(BENCH_VENV)
 
-bench: install-dev tools $(BENCH_VENV)/.installed
+bench: install-dev tools compile-app $(BENCH_VENV)/.installed
 	bench/install-wrk.sh
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/floor.py
@@ -95,7 +107,7 @@ bench: install-dev tools $(BENCH_VENV)/.installed
 
 # Not part of `make test` either: the API with and without one subscribed webhook
 # endpoint; writes the "Webhooks" section of bench/RESULTS.md.
-bench-webhooks: install-dev $(BENCH_VENV)/.installed
+bench-webhooks: install-dev compile-app $(BENCH_VENV)/.installed
 	bench/install-wrk.sh
 	$(BIN)/python bench/webhooks.py
 
