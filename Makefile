@@ -20,6 +20,9 @@ COMPILE_OPTIMIZED = $(BIN)/python -OO -m compileall -q -j 0 -x '/tests?/'
 
 $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.compiled: $(VENV)/.installed
 	$(COMPILE_OPTIMIZED) $(VENV)/lib
 	touch $@
 
@@ -32,7 +35,7 @@ APP_SOURCES = app.py wsgi.py config.py db.py blacklist.py core models resources 
 compile-app: install
 	@$(COMPILE_OPTIMIZED) $(APP_SOURCES)
 
-install: $(VENV)/.installed
+install: $(VENV)/.compiled
 
 install-dev: $(VENV)/.installed-dev
 
@@ -91,12 +94,15 @@ $(BENCH_VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+$(BENCH_VENV)/.compiled: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -OO -m compileall -q -j 0 -x '/tests?/' $(BENCH_VENV)/lib
 	touch $@
 
 bench bench-webhooks: export BENCH_VENV := $(BENCH_VENV)
 
-bench: install-dev tools compile-app $(BENCH_VENV)/.installed
+bench: install-dev tools compile-app $(BENCH_VENV)/.compiled
 	bench/install-wrk.sh
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/floor.py
@@ -107,7 +113,7 @@ bench: install-dev tools compile-app $(BENCH_VENV)/.installed
 
 # Not part of `make test` either: the API with and without one subscribed webhook
 # endpoint; writes the "Webhooks" section of bench/RESULTS.md.
-bench-webhooks: install-dev compile-app $(BENCH_VENV)/.installed
+bench-webhooks: install-dev compile-app $(BENCH_VENV)/.compiled
 	bench/install-wrk.sh
 	$(BIN)/python bench/webhooks.py
 
