@@ -14,15 +14,15 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # The workers run with Python's -OO (uwsgi.ini: optimize): compile the
-# bytecode they load, for the installed packages here and for the app's own
-# modules each time it is served or tested.
-COMPILE_OPTIMIZED = $(BIN)/python -OO -m compileall -q -j 0 -x '/tests?/'
+# bytecode they load (bin/compile-optimized), for the installed packages here
+# and for the app's own modules each time it is served or tested.
+COMPILE_OPTIMIZED = bin/compile-optimized $(BIN)/python
 
 $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.compiled: $(VENV)/.installed
+$(VENV)/.compiled: $(VENV)/.installed bin/compile-optimized
 	$(COMPILE_OPTIMIZED) $(VENV)/lib
 	touch $@
 
@@ -31,9 +31,8 @@ $(VENV)/.installed-dev: requirements-dev.txt requirements.txt $(VENV)/.installed
 	$(COMPILE_OPTIMIZED) $(VENV)/lib
 	touch $@
 
-APP_SOURCES = app.py wsgi.py config.py db.py blacklist.py core models resources images webhooks front
 compile-app: install
-	@$(COMPILE_OPTIMIZED) $(APP_SOURCES)
+	@$(COMPILE_OPTIMIZED)
 
 install: $(VENV)/.compiled
 
@@ -96,8 +95,8 @@ $(BENCH_VENV)/.installed: requirements.txt
 	$(BENCH_VENV)/bin/pip install --quiet -r requirements.txt
 	touch $@
 
-$(BENCH_VENV)/.compiled: $(BENCH_VENV)/.installed
-	$(BENCH_VENV)/bin/python -OO -m compileall -q -j 0 -x '/tests?/' $(BENCH_VENV)/lib
+$(BENCH_VENV)/.compiled: $(BENCH_VENV)/.installed bin/compile-optimized
+	bin/compile-optimized $(BENCH_VENV)/bin/python $(BENCH_VENV)/lib
 	touch $@
 
 bench bench-webhooks: export BENCH_VENV := $(BENCH_VENV)
