@@ -43,8 +43,8 @@ app = create_app()
 # the worker: out of the collector's sight, so that a full collection, which a
 # large answer's thousands of dicts set off, walks only what requests made.
 # And young objects are collected in larger batches than Python's 700: a
-# request's objects are freed by their reference counts (bench/RESULTS.md,
-# "Filters at scale": GET /stores of 1 MB, p99 85 -> 45 ms). Not much larger:
+# request's objects are freed by their reference counts (docs/benchmarks.md,
+# "Filters at scale": GET /stores of 1 MB, p99 80-90 ms before). Not much larger:
 # every request leaves one small cycle behind (Werkzeug's URL matcher, 8
 # objects), and what waits for the next collection stays in the worker's
 # memory (at 20,000, the cycles of 2,500 requests: +1.7 MiB per worker).
