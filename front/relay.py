@@ -614,6 +614,9 @@ class Connection:
             self.discard = True
             packet, body = build_packet(variables), b""
         self.to_worker = memoryview(packet + body)
+        # The read that brought this request may have brought more than
+        # HEAD_LIMIT of the next ones: no more until its turn.
+        self.watch_client(self.client_reading())
         self.connect()
 
     def connect(self):

@@ -2,15 +2,29 @@
 recording stand-in for the workers (a Unix socket) sees what reaches them
 and when. (tests/live/test_slow_clients.py runs it inside uWSGI.)"""
 
+import fcntl
 import socket
 import struct
+import termios
 import threading
 import time
 from contextlib import contextmanager
 
 import pytest
 
-from front.relay import BadChunking, ChunkedDecoder, Relay, Settings, build_packet, decode_path, parse_variables
+from front.relay import (
+    HEAD_LIMIT,
+    READ,
+    RECEIVE,
+    BadChunking,
+    ChunkedDecoder,
+    Connection,
+    Relay,
+    Settings,
+    build_packet,
+    decode_path,
+    parse_variables,
+)
 
 LIMIT = 1000  # the largest body any route takes, in these tests
 
@@ -718,6 +732,29 @@ def test_requests_sent_ahead_are_held_up_to_the_head_limit(tmp_path, connect):
             time.sleep(0.002)
         stop.set()
         assert held <= 65536 + 262144, held
+
+
+def test_a_read_bringing_a_head_and_more_than_the_head_limit_after_it_is_the_last(tmp_path):
+    """The read that brings a request's head may bring more than HEAD_LIMIT of
+    the requests sent after it: once that request is forwarded, the relay
+    reads nothing more from its client (each read could add RECEIVE more).
+    The relay's loop is played by hand, with the client's bytes all waiting."""
+    Workers(str(tmp_path / "workers.sock"))
+    relay = Relay(listen(), str(tmp_path / "workers.sock"), Settings(1.0, 1000, LIMIT))
+    client, served = socket.socketpair()
+    served.setblocking(False)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * RECEIVE)
+    threading.Thread(target=client.sendall, args=(head() + b"z" * 4 * RECEIVE,), daemon=True).start()
+    while struct.unpack("i", fcntl.ioctl(served, termios.FIONREAD, b"\0" * 4))[0] < 2 * RECEIVE:
+        time.sleep(0.01)
+    connection = Connection(relay, served, (b"127.0.0.1", b"1"))
+    for _ in range(4):
+        if connection.client_mask & READ:
+            connection.client_readable()
+    assert len(connection.received) > HEAD_LIMIT  # sent ahead, held
+    assert len(connection.received) < RECEIVE
+    connection.close()
+    client.close()
 
 
 @pytest.mark.parametrize("chunked", [False, True])
