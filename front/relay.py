@@ -22,7 +22,7 @@ On the way it:
   `decode_path`), except that a header whose name holds `_` is dropped, as
   Nginx drops it: `X_Forwarded_For` would otherwise pass for
   `X-Forwarded-For`;
-- answers `Expect: 100-continue` at once, so the client sends its body now;
+- answers an HTTP/1.1 client's `Expect: 100-continue` at once, so it sends its body now;
 - decodes a body sent with `Transfer-Encoding: chunked` and sends it on
   with a Content-Length;
 - gives a head HEAD_TIMEOUT seconds and a body REQUEST_BODY_TIMEOUT, plus
@@ -324,7 +324,7 @@ class Connection:
         "relay", "client", "address", "client_mask", "received", "state", "deadline", "started", "method",
         "variables", "keep_alive", "length", "decoder", "arrived", "discard", "worker", "worker_mask",
         "to_worker", "to_client", "answer_head", "answer_size", "paused", "client_eof", "reserved", "spool",
-        "spool_read", "spool_size",
+        "spool_read", "spool_size", "expects_continue",
     )  # fmt: skip
 
     def __init__(self, relay, client, address):
@@ -494,7 +494,7 @@ class Connection:
         else:
             self.deadline = self.started + settings.allowed(self.length)
         self.state = BODY
-        if fields.get(b"HTTP_EXPECT", b"").lower() == b"100-continue" and not self.received:
+        if self.expects_continue and not self.received:
             self.send_now(CONTINUE)
 
     def parse_head(self, head):
@@ -532,6 +532,8 @@ class Connection:
         self.method = method
         connection = fields.get(b"HTTP_CONNECTION", b"").lower()
         self.keep_alive = version == b"HTTP/1.1" and b"close" not in connection
+        # An HTTP/1.0 client's expectation is ignored (RFC 9110, 10.1.1).
+        self.expects_continue = version == b"HTTP/1.1" and fields.get(b"HTTP_EXPECT", b"").lower() == b"100-continue"
         self.variables = variables
         return fields, forwarded_lines
 

@@ -532,6 +532,17 @@ def test_expect_100_continue_is_answered_before_the_body(relay, connect):
     assert workers.requests[0][2] == b"abc"
 
 
+def test_expect_100_continue_from_an_http_1_0_client_is_ignored(relay, connect):
+    """RFC 9110, 10.1.1: such a client may not know what a 100 is."""
+    address, workers = relay
+    client = connect(address)
+    client.sendall(head("PUT", ("Content-Length", "3"), ("Expect", "100-continue"), version="HTTP/1.0"))
+    time.sleep(0.2)
+    client.sendall(b"abc")
+    assert answer(client) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    assert workers.requests[0][2] == b"abc"
+
+
 @pytest.mark.parametrize(
     "bad_head",
     [
