@@ -103,6 +103,9 @@ def app_env(database_url: str, redis_url: str | None = None, **extra: str) -> di
             "IMAGE_STORAGE": f"file://{scratch / 'images'}",
             "RUNTIME_DIR": str(scratch),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            # Servers load the bytecode the install compiled and write none
+            # (tests/live/test_bytecode.py would not see a missing one).
+            "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
     if redis_url:

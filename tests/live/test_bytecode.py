@@ -1,8 +1,8 @@
 """The workers run with Python's -OO (uwsgi.ini: optimize = 2) and load the
 bytecode the install compiled for it (bin/compile-optimized), so no worker
 compiles at start. A probe app under the project's uwsgi.ini reports what its
-worker sees; the worker may not write bytecode itself, so what it finds is
-what the install left."""
+worker sees; no test's worker writes bytecode (LiveServer, app_env), so what
+it finds is what the install left."""
 
 import json
 
@@ -36,11 +36,7 @@ def test_workers_run_optimized_from_compiled_bytecode(tmp_path):
     server = LiveServer(
         database_url=f"sqlite:///{tmp_path / 'stores.db'}",
         processes=1,
-        extra_env={
-            "PROJECT_DIR": str(ROOT),
-            "WEBHOOK_WORKER_EXTERNAL": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        },
+        extra_env={"PROJECT_DIR": str(ROOT), "WEBHOOK_WORKER_EXTERNAL": "1"},
         args=("--pythonpath", str(tmp_path), "--module", "bytecode_probe:application"),
     )
     with server:

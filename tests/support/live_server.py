@@ -87,6 +87,9 @@ class LiveServer:
             "WEBHOOK_QUEUE_PATH": os.path.join(self.scratch, "webhooks-queue.db"),
             "IMAGE_STORAGE": f"file://{self.scratch}/images",
             "RUNTIME_DIR": self.scratch,
+            # Workers load the bytecode the install compiled and write none
+            # (tests/live/test_bytecode.py would not see a missing one).
+            "PYTHONDONTWRITEBYTECODE": "1",
             **(extra_env or {}),
         }
         self.env.pop("REDIS_URL", None)
