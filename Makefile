@@ -22,13 +22,14 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.compiled: $(VENV)/.installed bin/compile-optimized
+# Once for all the packages installed here: the development ones too, when
+# they are (their stamp is a prerequisite only where it exists).
+$(VENV)/.compiled: $(VENV)/.installed $(wildcard $(VENV)/.installed-dev) bin/compile-optimized
 	$(COMPILE_OPTIMIZED) $(VENV)/lib
 	touch $@
 
 $(VENV)/.installed-dev: requirements-dev.txt requirements.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	$(COMPILE_OPTIMIZED) $(VENV)/lib
 	touch $@
 
 compile-app: install
